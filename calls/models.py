@@ -1,0 +1,162 @@
+"""The record of what happened on the phone: calls, their turns, and hashed caller numbers.
+
+No raw phone number is ever stored: callers and callees are HMAC hashes (see
+``calls.phone``), each with the id of the key that made it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from calls.phone import PhoneHash
+from calls.storage import recording_storage
+
+
+class CallerNumber(models.Model):
+    """One caller, known only by the keyed hash of their number."""
+
+    key_id = models.CharField(max_length=16, help_text="Fingerprint of the key that made the hash.")
+    digest = models.CharField(max_length=64, help_text="HMAC-SHA256 of the E.164 number.")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    call_count = models.PositiveIntegerField(default=0)
+    blocked = models.BooleanField(
+        default=False, help_text="Blocked callers are refused before the agent answers."
+    )
+    blocked_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["key_id", "digest"], name="caller_number_unique_hash"),
+        ]
+
+    def __str__(self) -> str:
+        return self.phone_hash.short
+
+    @property
+    def phone_hash(self) -> PhoneHash:
+        return PhoneHash(key_id=self.key_id, digest=self.digest)
+
+
+class Call(models.Model):
+    """One call forked to TOM by FreeSWITCH (or placed by a synthetic test)."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class EndReason(models.TextChoices):
+        CALLER_HANGUP = "caller_hangup", "Caller hung up"
+        AGENT_HANGUP = "agent_hangup", "Agent ended the call"
+        GRACEFUL_SHUTDOWN = "graceful_shutdown", "FreeSWITCH graceful shutdown"
+        TRANSFER = "transfer", "Transferred"
+        MAX_DURATION = "max_duration", "Maximum duration reached"
+        IDLE_TIMEOUT = "idle_timeout", "No audio (idle timeout)"
+        STALE = "stale", "Lost hang-up (reaped)"
+        BLOCKED = "blocked", "Caller blocked"
+        PROTOCOL_ERROR = "protocol_error", "Malformed input"
+        FRAME_TOO_LARGE = "frame_too_large", "Frame too large"
+        RATE_LIMITED = "rate_limited", "Message flood"
+        OVERLOADED = "overloaded", "Server overloaded"
+        SERVER_ERROR = "server_error", "Server error"
+
+    ENDED = (Status.COMPLETED, Status.FAILED)
+
+    uuid = models.CharField(
+        "channel UUID", max_length=64, unique=True, help_text="FreeSWITCH channel UUID / callSid."
+    )
+    direction = models.CharField(
+        max_length=8, choices=Direction.choices, default=Direction.INBOUND
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.NEW, db_index=True
+    )
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    status_detail = models.CharField(
+        max_length=255, blank=True, help_text="Why a call failed, in words (never caller data)."
+    )
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration = models.DurationField(null=True, blank=True)
+    caller = models.ForeignKey(
+        CallerNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    caller_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    caller_hash_key = models.CharField(max_length=16, blank=True)
+    callee_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    callee_hash_key = models.CharField(max_length=16, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    # Placeholder until policy variants exist: the name of the variant that served the call.
+    policy_variant = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Fork metadata without phone numbers."
+    )
+    recording = models.FileField(
+        storage=recording_storage, upload_to="%Y/%m/%d/", blank=True, max_length=255
+    )
+    synthetic = models.BooleanField(default=False, help_text="Placed by TOM's own test calls.")
+    supervisor_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["status", "started_at"], name="call_status_started")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="call_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call {self.uuid}"
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in self.ENDED
+
+    @property
+    def caller_phone_hash(self) -> PhoneHash | None:
+        if not self.caller_hash:
+            return None
+        return PhoneHash(key_id=self.caller_hash_key, digest=self.caller_hash)
+
+
+class CallTurn(models.Model):
+    """One exchange: what the caller said, what the agent answered, and how long it took."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    caller_text = models.TextField(blank=True)
+    agent_text = models.TextField(blank=True, help_text="What the agent set out to say.")
+    stt_ms = models.PositiveIntegerField("STT ms", null=True, blank=True)
+    llm_first_token_ms = models.PositiveIntegerField("LLM first token ms", null=True, blank=True)
+    tts_first_audio_ms = models.PositiveIntegerField("TTS first audio ms", null=True, blank=True)
+    e2e_ms = models.PositiveIntegerField(
+        "end-to-end ms", null=True, blank=True,
+        help_text="Caller's end of speech to the first agent audio sent.",
+    )
+    barge_in = models.BooleanField(default=False, help_text="The caller interrupted this reply.")
+    agent_audio_ms = models.PositiveIntegerField(null=True, blank=True)
+    agent_audio_heard_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How much of the agent's audio the caller heard."
+    )
+
+    class Meta:
+        ordering = ["call", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "index"], name="call_turn_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Turn {self.index}"

@@ -1,0 +1,279 @@
+"""Writes to the call record. Views, consumers, admin and tasks call these; nothing else writes.
+
+Raw phone numbers come in as arguments, are hashed at once and go no further: they
+are never stored, logged or put in a query.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from calls import phone
+from calls.models import Call, CallerNumber, CallTurn
+
+logger = logging.getLogger(__name__)
+
+SUPERVISORS_GROUP = "Supervisors"
+# Metadata keys that name a party of the call, whatever their value looks like.
+_PARTY_KEYS = re.compile(
+    r"^(caller|callee|from|to|ani|dnis|cid|caller_?id.*|callee_?id.*|.*number.*|.*phone.*|"
+    r"sip_(from|to|contact|req)_.*|.*_uri)$",
+    re.IGNORECASE,
+)
+_LONG_DIGITS = 7  # an integer with this many digits may be a phone number
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTimings:
+    """Per-turn latencies in milliseconds; ``None`` where a stage did not run."""
+
+    stt_ms: int | None = None
+    llm_first_token_ms: int | None = None
+    tts_first_audio_ms: int | None = None
+    e2e_ms: int | None = None
+
+
+def call_metadata_clean(*, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return ``metadata`` without anything that names or looks like a phone number.
+
+    Drops keys that name a party (``caller``, ``from``, ``sip_from_user``…) and any
+    value, at any depth, that is written like a phone number.
+    """
+    cleaned: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if _PARTY_KEYS.match(str(key)):
+            continue
+        kept = _clean_value(value)
+        if kept is not _DROP:
+            cleaned[str(key)] = kept
+    return cleaned
+
+
+_DROP = object()
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return call_metadata_clean(metadata=value)
+    if isinstance(value, list):
+        return [v for v in (_clean_value(item) for item in value) if v is not _DROP]
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return _DROP if len(str(abs(value))) >= _LONG_DIGITS else value
+    if isinstance(value, str):
+        return _DROP if phone.looks_like_phone_number(value) and _digits(value) >= _LONG_DIGITS \
+            else value
+    return str(value)
+
+
+def _digits(text: str) -> int:
+    return sum(ch.isdigit() for ch in text)
+
+
+@transaction.atomic
+def caller_number_touch(*, raw: str, seen_at: datetime | None = None) -> CallerNumber | None:
+    """Record that ``raw`` called: find its row under any active key, or create it.
+
+    A row found under a retired key is re-keyed to the newest one while the raw
+    number is at hand, so callers migrate to a new key as they call back.
+    Returns ``None`` for a withheld number.
+    """
+    candidates = phone.phone_hash_candidates(raw)
+    if not candidates:
+        return None
+    seen_at = seen_at or timezone.now()
+    newest = candidates[0]
+    rows = {
+        (row.key_id, row.digest): row
+        for row in CallerNumber.objects.select_for_update().filter(
+            digest__in=[c.digest for c in candidates]
+        )
+    }
+    row = next((rows[(c.key_id, c.digest)] for c in candidates if (c.key_id, c.digest) in rows),
+               None)
+    if row is None:
+        try:
+            with transaction.atomic():
+                row = CallerNumber.objects.create(
+                    key_id=newest.key_id, digest=newest.digest, first_seen_at=seen_at,
+                    last_seen_at=seen_at, call_count=1,
+                )
+        except IntegrityError:  # another call from the same number won the race
+            row = CallerNumber.objects.select_for_update().get(
+                key_id=newest.key_id, digest=newest.digest
+            )
+        else:
+            return row
+    fields = ["last_seen_at", "call_count"]
+    if row.key_id != newest.key_id:
+        row.key_id, row.digest = newest.key_id, newest.digest
+        fields += ["key_id", "digest"]
+        logger.info("caller_number.rekeyed", extra={"caller_number_id": row.pk})
+    row.last_seen_at = max(row.last_seen_at, seen_at)
+    row.call_count += 1
+    row.save(update_fields=fields)
+    return row
+
+
+@transaction.atomic
+def call_start(
+    *,
+    uuid: str,
+    caller: str = "",
+    callee: str = "",
+    direction: str = Call.Direction.INBOUND,
+    language: str = "",
+    metadata: dict[str, Any] | None = None,
+    synthetic: bool = False,
+    started_at: datetime | None = None,
+) -> Call:
+    """Create the call for a new fork connection; a reconnect with the same uuid returns it.
+
+    ``caller`` and ``callee`` are raw numbers: they are hashed here and dropped.
+    """
+    existing = Call.objects.filter(uuid=uuid).first()
+    if existing is not None:
+        logger.info("call.reconnected", extra={"call_id": existing.pk})
+        return existing
+    started_at = started_at or timezone.now()
+    caller_row = caller_number_touch(raw=caller, seen_at=started_at) if caller else None
+    callee_hash = phone.phone_hash(callee) if callee else None
+    call = Call.objects.create(
+        uuid=uuid,
+        direction=direction,
+        started_at=started_at,
+        caller=caller_row,
+        caller_hash=caller_row.digest if caller_row else "",
+        caller_hash_key=caller_row.key_id if caller_row else "",
+        callee_hash=callee_hash.digest if callee_hash else "",
+        callee_hash_key=callee_hash.key_id if callee_hash else "",
+        language=language,
+        metadata=call_metadata_clean(metadata=metadata or {}),
+        synthetic=synthetic,
+    )
+    logger.info(
+        "call.started",
+        extra={"call_id": call.pk, "direction": direction, "synthetic": synthetic,
+               "caller_known": bool(caller_row and caller_row.call_count > 1)},
+    )
+    return call
+
+
+def call_answer(*, call: Call, answered_at: datetime | None = None) -> Call:
+    """Mark the call active: the agent is listening."""
+    if call.is_ended or call.status == Call.Status.ACTIVE:
+        return call
+    call.status = Call.Status.ACTIVE
+    call.answered_at = answered_at or timezone.now()
+    call.save(update_fields=["status", "answered_at"])
+    logger.info("call.answered", extra={"call_id": call.pk})
+    return call
+
+
+def call_end(
+    *,
+    call: Call,
+    reason: str,
+    failed: bool = False,
+    detail: str = "",
+    ended_at: datetime | None = None,
+) -> Call:
+    """End the call once; later calls (a second hang-up, the reaper) change nothing."""
+    if call.is_ended:
+        return call
+    call.ended_at = max(ended_at or timezone.now(), call.started_at)
+    call.duration = call.ended_at - call.started_at
+    call.status = Call.Status.FAILED if failed else Call.Status.COMPLETED
+    call.end_reason = Call.EndReason(reason)
+    call.status_detail = detail[:255]
+    call.save(update_fields=["ended_at", "duration", "status", "end_reason", "status_detail"])
+    logger.info(
+        "call.ended",
+        extra={"call_id": call.pk, "status": call.status, "reason": call.end_reason,
+               "duration_s": round(call.duration.total_seconds(), 3)},
+    )
+    return call
+
+
+def call_turn_record(
+    *,
+    call: Call,
+    caller_text: str,
+    agent_text: str,
+    timings: TurnTimings | None = None,
+    barge_in: bool = False,
+    agent_audio_ms: int | None = None,
+    agent_audio_heard_ms: int | None = None,
+    started_at: datetime | None = None,
+) -> CallTurn:
+    """Append the next turn to ``call``."""
+    timings = timings or TurnTimings()
+    with transaction.atomic():
+        # Lock the call so two turns recorded at once cannot take the same index.
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        index = call.turns.count()
+        turn = CallTurn.objects.create(
+            call=call,
+            index=index,
+            started_at=started_at or timezone.now(),
+            caller_text=caller_text,
+            agent_text=agent_text,
+            stt_ms=timings.stt_ms,
+            llm_first_token_ms=timings.llm_first_token_ms,
+            tts_first_audio_ms=timings.tts_first_audio_ms,
+            e2e_ms=timings.e2e_ms,
+            barge_in=barge_in,
+            agent_audio_ms=agent_audio_ms,
+            agent_audio_heard_ms=agent_audio_heard_ms,
+        )
+    logger.info("call.turn", extra={"call_id": call.pk, "turn": index, "e2e_ms": timings.e2e_ms})
+    return turn
+
+
+def calls_reap_stale(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """End calls still new/active long after they started: their hang-up was lost."""
+    now = now or timezone.now()
+    stale = Call.objects.filter(
+        status__in=[Call.Status.NEW, Call.Status.ACTIVE], started_at__lt=now - older_than
+    )
+    reaped = 0
+    for call in stale.iterator():
+        call_end(call=call, reason=Call.EndReason.STALE, failed=True,
+                 detail="no hang-up received; ended by the reaper", ended_at=now)
+        reaped += 1
+    if reaped:
+        logger.warning("calls.reaped", extra={"count": reaped})
+    return reaped
+
+
+def caller_number_block(*, caller_number: CallerNumber, blocked: bool, reason: str = "") -> None:
+    """Block or unblock a caller."""
+    caller_number.blocked = blocked
+    caller_number.blocked_reason = reason[:200] if blocked else ""
+    caller_number.save(update_fields=["blocked", "blocked_reason"])
+    logger.info("caller_number.blocked" if blocked else "caller_number.unblocked",
+                extra={"caller_number_id": caller_number.pk})
+
+
+def supervisor_ensure(*, username: str, password: str | None = None) -> tuple[AbstractUser, str]:
+    """Create or reset a staff user in the Supervisors group; return it and its password."""
+    password = password or secrets.token_urlsafe(12)
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username=username)
+    user.is_staff = True
+    user.is_active = True
+    user.set_password(password)
+    user.save()
+    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
+    return user, password

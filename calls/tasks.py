@@ -1,0 +1,17 @@
+"""Celery tasks for the call record. Each parses its input and calls one service."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+
+@shared_task(name="calls.tasks.calls_reap_stale", ignore_result=True, acks_late=True,
+             soft_time_limit=60, time_limit=90)
+def calls_reap_stale() -> int:
+    """End calls whose hang-up never arrived (idempotent: ended calls are left alone)."""
+    from calls.services import calls_reap_stale as reap
+
+    return reap(older_than=timedelta(minutes=settings.TOM_STALE_CALL_MINUTES))

@@ -1,0 +1,32 @@
+"""ASGI entry point: ``daphne tomsite.asgi:application``.
+
+HTTP goes to Django; WebSockets go to each app's ``routing.py``. The FreeSWITCH
+fork routes authenticate themselves (JWT or basic auth in the handshake):
+FreeSWITCH sends no Origin header, so an origin validator would refuse it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tomsite.settings")
+
+# Django must be set up before anything imports models (consumers do).
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from voice.routing import websocket_urlpatterns  # noqa: E402
+
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.TOM_SERVE_STATIC else django_asgi_app
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

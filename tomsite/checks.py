@@ -1,0 +1,115 @@
+"""Deployment checks for secrets (``tomsite.E001``…).
+
+A placeholder or empty secret with DEBUG off is an error: ``env.sample`` ships
+``CHANGE_ME`` so a copied file can never run in production unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+PLACEHOLDER = "CHANGE_ME"
+MIN_HASH_KEY_CHARS = 32
+
+# (setting, check id, what depends on it)
+_REQUIRED = (
+    ("SECRET_KEY", "tomsite.E001", "sessions, CSRF and password resets"),
+    ("TOM_PHONE_HASH_KEY", "tomsite.E002", "the HMAC that hides callers' phone numbers"),
+    ("TOM_JWT_SECRET", "tomsite.E003", "the tokens FreeSWITCH presents on the fork socket"),
+)
+# Optional secrets: empty turns their feature off; the placeholder is never acceptable.
+_OPTIONAL = (
+    "FREESWITCH_ESL_PASSWORD",
+    "TOM_FORK_BASIC_AUTH_PASSWORD",
+    "TOM_FORK_TOKEN_SECRET",
+    "TOM_METRICS_TOKEN",
+    "TOM_PROVIDER_API_KEY",
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` is empty or still the env.sample placeholder."""
+    cleaned = value.strip().upper().replace("-", "_")
+    return not cleaned or PLACEHOLDER in cleaned or "CHANGEME" in cleaned
+
+
+@register(Tags.security)
+def check_required_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for name, check_id, purpose in _REQUIRED:
+        if not is_placeholder(str(getattr(settings, name, ""))):
+            continue
+        if settings.DEBUG:
+            messages.append(
+                Warning(
+                    f"{name} is empty or a placeholder; acceptable with DEBUG on only.",
+                    hint=f"It protects {purpose}. Set a random value before turning DEBUG off.",
+                    id=check_id.replace(".E00", ".W10"),
+                )
+            )
+        else:
+            messages.append(
+                Error(
+                    f"{name} is empty or still {PLACEHOLDER!r}.",
+                    hint=f"It protects {purpose}. Set it to a long random value, e.g. "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`.",
+                    id=check_id,
+                )
+            )
+    return messages
+
+
+@register(Tags.security)
+def check_optional_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    return [
+        Error(
+            f"{name} still holds the placeholder {PLACEHOLDER!r}.",
+            hint="Set a real value, or leave it empty to turn the feature off.",
+            id="tomsite.E004",
+        )
+        for name in _OPTIONAL
+        if str(getattr(settings, name, "")).strip()
+        and is_placeholder(str(getattr(settings, name)))
+    ]
+
+
+@register(Tags.security)
+def check_phone_hash_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    current = str(settings.TOM_PHONE_HASH_KEY)
+    if not settings.DEBUG and not is_placeholder(current) and len(current) < MIN_HASH_KEY_CHARS:
+        messages.append(
+            Error(
+                f"TOM_PHONE_HASH_KEY is shorter than {MIN_HASH_KEY_CHARS} characters.",
+                hint="A short key lets anyone who reads the database guess numbers by brute force.",
+                id="tomsite.E005",
+            )
+        )
+    old = list(settings.TOM_PHONE_HASH_OLD_KEYS)
+    if current in old or any(is_placeholder(key) for key in old):
+        messages.append(
+            Error(
+                "TOM_PHONE_HASH_OLD_KEYS holds the current key or a placeholder.",
+                hint="List only retired keys there, newest first (README: Rotating keys).",
+                id="tomsite.E006",
+            )
+        )
+    return messages
+
+
+@register(Tags.security)
+def check_generated_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    generated = list(getattr(settings, "TOM_SECRETS_GENERATED", []))
+    if generated and not settings.TOM_EMBEDDED:
+        return [
+            Warning(
+                f"{', '.join(generated)} come from {settings.TOM_DATA_DIR / 'secrets.json'}.",
+                hint="With a server database every host must share these secrets: set them "
+                "in the environment, or phone hashes and tokens will differ between hosts.",
+                id="tomsite.W002",
+            )
+        ]
+    return []

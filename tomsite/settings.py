@@ -1,0 +1,262 @@
+"""Django settings for TOM: every value comes from the environment (see env.sample).
+
+With no environment at all TOM runs on the *embedded default*: SQLite and media
+under ``TOM_DATA_DIR`` (default ``./var``), the in-memory channel layer, a
+local-memory cache and a filesystem Celery broker, so a newcomer needs nothing
+but Python. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL, Redis
+(cache, channel layer, JWT nonces) and a Redis Celery broker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from tomsite.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_is_set,
+    env_list,
+    env_path,
+    env_str,
+)
+from tomsite.localsecrets import GENERATED_NAMES, local_secrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Backend -----------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+TOM_DATA_DIR = env_path("TOM_DATA_DIR", BASE_DIR / "var")
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+TOM_EMBEDDED = not DATABASE_URL and not REDIS_URL
+
+# Secrets: from the environment, else generated once per data folder (see localsecrets).
+TOM_SECRETS_GENERATED = [name for name in GENERATED_NAMES if not env_is_set(name)]
+_local = local_secrets(TOM_DATA_DIR) if TOM_SECRETS_GENERATED else {}
+
+
+def _secret(name: str) -> str:
+    return env_str(name) if env_is_set(name) else _local[name]
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+# Phone numbers are hashed with HMAC-SHA256 under the newest key; older keys stay
+# searchable until removed from TOM_PHONE_HASH_OLD_KEYS (README: "Rotating keys").
+TOM_PHONE_HASH_KEY = _secret("TOM_PHONE_HASH_KEY")
+TOM_PHONE_HASH_OLD_KEYS = env_list("TOM_PHONE_HASH_OLD_KEYS")
+TOM_DEFAULT_REGION = env_str("TOM_DEFAULT_REGION", "DE").upper()
+TOM_JWT_SECRET = _secret("TOM_JWT_SECRET")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+TIME_ZONE = env_str("TIME_ZONE", "Europe/Berlin")
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True
+TOM_SESSION_BACKEND = env_choice("TOM_SESSION_BACKEND", "local", ("local", "provider", "echo"))
+TOM_LANGUAGE = env_str("TOM_LANGUAGE", "en")
+
+INSTALLED_APPS = [
+    "daphne",  # first, so runserver serves ASGI (WebSockets) too
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_htmx",
+    "django_prometheus",
+    "tomsite",
+    "calls",
+    "voice",
+    "toolhub",
+    "greenlights",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "tomsite.urls"
+ASGI_APPLICATION = "tomsite.asgi.application"
+WSGI_APPLICATION = "tomsite.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "tomsite" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+            conn_health_checks=True,
+        )
+    }
+else:
+    TOM_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": TOM_DATA_DIR / "tom.sqlite3",
+            # daphne, the Celery worker and beat share the file: WAL lets readers run
+            # beside a writer, IMMEDIATE transactions and a busy timeout make writers
+            # queue instead of failing with "database is locked".
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 10,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+STATIC_URL = "static/"
+STATIC_ROOT = TOM_DATA_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = TOM_DATA_DIR / "media"
+# Daphne serves no static files; for an on-prem admin with a handful of users the
+# staticfiles ASGI handler is enough. Set false when a reverse proxy serves STATIC_ROOT.
+TOM_SERVE_STATIC = env_bool("TOM_SERVE_STATIC", True)
+
+# --- Redis, cache, channel layer -----------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "tom",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tom"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ------------------------------------------------------------------------
+_celery_dir = TOM_DATA_DIR / "celery"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    # One folder is both inbox and outbox: producer and worker share this host.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "control_folder": str(_celery_dir / "control"),
+        "store_processed": False,
+    }
+    for _sub in ("queue", "control"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_TASK_IGNORE_RESULT = True  # no task waits on another's result
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("TOM_CELERY_SOFT_TIME_LIMIT_S", 120)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CONCURRENCY = env_int("TOM_CELERY_CONCURRENCY", 2)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Seeded into django-celery-beat's tables when beat starts; supervisors edit them there.
+CELERY_BEAT_SCHEDULE = {
+    "calls.reap-stale": {
+        "task": "calls.tasks.calls_reap_stale",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
+}
+
+# --- TLS and HTTP security ------------------------------------------------------
+TOM_HTTPS = env_bool("TOM_HTTPS", False)
+TOM_TLS_CERT_FILE = env_str("TOM_TLS_CERT_FILE")
+TOM_TLS_KEY_FILE = env_str("TOM_TLS_KEY_FILE")
+if env_bool("TOM_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = TOM_HTTPS
+SESSION_COOKIE_SECURE = TOM_HTTPS
+CSRF_COOKIE_SECURE = TOM_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if TOM_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = TOM_HTTPS
+SECURE_HSTS_PRELOAD = TOM_HTTPS
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# The fork endpoint is exempt from redirects: FreeSWITCH dials the URL it was given.
+SECURE_REDIRECT_EXEMPT = [r"^ws/", r"^fork/", r"^healthz$"]
+
+# --- Settings for TOM's own features (groups as in env.sample) ---------------------
+from tomsite.tom_settings import *  # noqa: E402,F403  (kept apart to keep this file readable)
+
+# --- Logging -------------------------------------------------------------------
+TOM_LOG_LEVEL = env_str("TOM_LOG_LEVEL", "INFO").upper()
+TOM_LOG_FORMAT = env_choice("TOM_LOG_FORMAT", "console", ("console", "json"))
+TOM_LOG_PII = env_bool("TOM_LOG_PII", False)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "tomsite.logformat.RedactFilter"}},
+    "formatters": {
+        "console": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(extras)s",
+                    "()": "tomsite.logformat.ConsoleFormatter"},
+        "json": {"()": "tomsite.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": TOM_LOG_FORMAT,
+            "filters": ["redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": TOM_LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},  # SQL at DEBUG would log parameters
+    },
+}
+
+# --- Development -------------------------------------------------------------------
+TOM_HOST = env_str("TOM_HOST", "127.0.0.1")
+TOM_PORT = env_int("TOM_PORT", 8000)
+TOM_DEMO_USERNAME = env_str("TOM_DEMO_USERNAME", "supervisor")
+# Models ship inside packages; nothing may reach a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

