@@ -66,7 +66,7 @@ class CallTurnInline(admin.TabularInline):
     @admin.display(description="heard / spoken ms")
     def heard(self, turn: CallTurn) -> str:
         if turn.agent_audio_ms is None:
-            return "–"
+            return "-"
         heard = turn.agent_audio_ms if turn.agent_audio_heard_ms is None \
             else turn.agent_audio_heard_ms
         return f"{heard} / {turn.agent_audio_ms}"
@@ -121,7 +121,7 @@ class CallAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
     @admin.display(description="callee")
     def callee_short(self, call: Call) -> str:
         if not call.callee_hash:
-            return "–"
+            return "-"
         return phone.PhoneHash(key_id=call.callee_hash_key, digest=call.callee_hash).short
 
     @admin.display(description="outcome", ordering="end_reason")

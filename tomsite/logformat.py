@@ -38,7 +38,11 @@ def redact_text(text: str) -> str:
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:
     """Return the ``extra`` fields a log call attached to ``record``."""
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    if record.name.startswith("celery"):
+        # Celery repeats the task's arguments in ``data``; its message already says enough.
+        extras.pop("data", None)
+    return extras
 
 
 class RedactFilter(logging.Filter):

@@ -124,7 +124,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": TOM_DATA_DIR / "tom.sqlite3",
+            "NAME": str(TOM_DATA_DIR / "tom.sqlite3"),
             # daphne, the Celery worker and beat share the file: WAL lets readers run
             # beside a writer, IMMEDIATE transactions and a busy timeout make writers
             # queue instead of failing with "database is locked".

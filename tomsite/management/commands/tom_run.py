@@ -1,0 +1,121 @@
+"""Start daphne, a Celery worker and Celery beat, wait until each really works, report."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tomsite import runner
+
+
+class Command(BaseCommand):
+    help = "Run TOM (daphne + Celery worker + beat) and print where the admin is."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=settings.TOM_HOST)
+        parser.add_argument("--port", type=int, default=settings.TOM_PORT)
+        parser.add_argument("--timeout", type=float, default=90.0,
+                            help="seconds each process may take to become ready")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--detach", action="store_true",
+                          help="leave the processes running in the background and return")
+        mode.add_argument("--exit-when-ready", action="store_true",
+                          help="stop everything once all three are ready (a smoke test)")
+        mode.add_argument("--stop", action="store_true",
+                          help="stop processes started earlier with --detach")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        data_dir = settings.TOM_DATA_DIR
+        pidfile = data_dir / "run" / "tom.pids"
+        if options["stop"]:
+            stopped = runner.stop_pidfile(pidfile)
+            self.stdout.write(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+            return
+        if pidfile.exists():
+            runner.stop_pidfile(pidfile)  # a previous --detach run on the same data folder
+        host, port = options["host"], options["port"]
+        tls = (settings.TOM_TLS_CERT_FILE, settings.TOM_TLS_KEY_FILE)
+        children = runner.build_children(
+            host=host, port=port, log_dir=data_dir / "log",
+            concurrency=settings.CELERY_WORKER_CONCURRENCY, tls=tls if all(tls) else None,
+        )
+        offsets = {c.name: c.log_size() for c in children}
+        for child in children:
+            child.start(cwd=settings.BASE_DIR, detach=options["detach"])
+        try:
+            self._wait_ready(children, offsets, host, port, options["timeout"], bool(all(tls)))
+        except runner.RunnerError as exc:
+            for child in children:
+                child.stop()
+            raise CommandError(str(exc)) from None
+        if options["exit_when_ready"]:
+            for child in children:
+                child.stop()
+            self.stdout.write("all processes were ready; stopped again (--exit-when-ready)")
+            return
+        if options["detach"]:
+            runner.write_pidfile(pidfile, children)
+            self.stdout.write("running in the background; stop with: manage.py tom_run --stop")
+            return
+        self._supervise(children)
+
+    def _wait_ready(self, children: list[runner.Child], offsets: dict[str, int], host: str,
+                    port: int, timeout: float, tls: bool) -> None:
+        web, worker, beat = children
+        scheme = "https" if tls else "http"
+        shown = f"[{host}]" if ":" in host else host
+        base = f"{scheme}://{shown}:{port}"
+        runner.wait_until("the web server (GET /healthz)",
+                          lambda: runner.http_ok(f"{base}/healthz"), timeout=timeout,
+                          children=children)
+        runner.wait_until("the admin login page", lambda: runner.http_ok(f"{base}/admin/login/"),
+                          timeout=timeout, children=children)
+        self.stdout.write(f"web      ready  daphne on {base}   log: {web.log_path}")
+
+        runner.wait_until("the Celery worker to start",
+                          lambda: " ready." in worker.log_text(since=offsets["worker"]),
+                          timeout=timeout, children=children)
+        # A task through the real broker proves the worker consumes, not just that it booted.
+        from calls.tasks import calls_reap_stale
+
+        task_id = calls_reap_stale.delay().id
+        runner.wait_until(
+            "the Celery worker to run a task",
+            lambda: f"[{task_id}] succeeded" in worker.log_text(since=offsets["worker"]),
+            timeout=timeout, children=children,
+        )
+        self.stdout.write(f"worker   ready  ran calls.tasks.calls_reap_stale via "
+                          f"{settings.CELERY_BROKER_URL.split('://')[0]}://   "
+                          f"log: {worker.log_path}")
+        runner.wait_until("Celery beat to start its scheduler",
+                          lambda: "beat: Starting" in beat.log_text(since=offsets["beat"]),
+                          timeout=timeout, children=children)
+        # A beat that cannot load its schedule from the database dies right after starting.
+        runner.stay_alive(children, seconds=1.5)
+        self.stdout.write(f"beat     ready  DatabaseScheduler   log: {beat.log_path}")
+        self.stdout.write(self.style.SUCCESS(f"\nTOM admin: {base}/admin/"))
+
+    def _supervise(self, children: list[runner.Child]) -> None:
+        stopping = False
+
+        def _stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        self.stdout.write("press Ctrl-C to stop")
+        try:
+            while not stopping:
+                dead = [c for c in children if not c.alive]
+                if dead:
+                    raise CommandError(f"{dead[0].name} exited; see {dead[0].log_path}")
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                child.stop()
+            self.stdout.write("stopped web, worker and beat")
