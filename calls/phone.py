@@ -21,6 +21,9 @@ KEY_ID_LENGTH = 8
 # Characters people type in phone numbers; anything else is not a number.
 _PHONE_CHARS_RE = re.compile(r"^\+?[\d\s\-/().]+$")
 _MIN_DIGITS = 3  # internal extensions are short; "anonymous" has none
+_MAX_EXTENSION_DIGITS = 5  # "1001" is a PBX extension, not a number in the default region
+# A phone-number-shaped run inside free text: 7+ digits with the usual separators.
+_EMBEDDED_RE = re.compile(r"(?<![\w.])\+?\d(?:[ \-/().]{0,2}\d){6,17}(?!\w)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,11 @@ def looks_like_phone_number(text: str) -> bool:
     return bool(_PHONE_CHARS_RE.match(stripped)) and _digit_count(stripped) >= _MIN_DIGITS
 
 
+def contains_phone_number(text: str) -> bool:
+    """Whether free text holds something written like a full phone number (7+ digits)."""
+    return bool(_EMBEDDED_RE.search(text))
+
+
 def normalise(raw: str, *, region: str | None = None) -> str | None:
     """Return the number in E.164 where it parses, else its digits; ``None`` if none.
 
@@ -79,6 +87,9 @@ def normalise(raw: str, *, region: str | None = None) -> str | None:
     text = _strip_uri(raw)
     if not text or not looks_like_phone_number(text):
         return None
+    digits = re.sub(r"\D", "", text)
+    if len(digits) <= _MAX_EXTENSION_DIGITS and not text.startswith("+"):
+        return digits
     region = (region or settings.TOM_DEFAULT_REGION or "DE").upper()
     try:
         parsed = phonenumbers.parse(text, region)
@@ -86,8 +97,7 @@ def normalise(raw: str, *, region: str | None = None) -> str | None:
         parsed = None
     if parsed is not None and phonenumbers.is_possible_number(parsed):
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    # Extensions and odd carrier formats: digits alone still hash consistently.
-    digits = re.sub(r"\D", "", text)
+    # Odd carrier formats: digits alone still hash consistently.
     return ("+" + digits) if text.lstrip().startswith("+") else digits
 
 

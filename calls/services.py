@@ -72,13 +72,8 @@ def _clean_value(value: Any) -> Any:
     if isinstance(value, int):
         return _DROP if len(str(abs(value))) >= _LONG_DIGITS else value
     if isinstance(value, str):
-        return _DROP if phone.looks_like_phone_number(value) and _digits(value) >= _LONG_DIGITS \
-            else value
+        return _DROP if phone.contains_phone_number(value) else value
     return str(value)
-
-
-def _digits(text: str) -> int:
-    return sum(ch.isdigit() for ch in text)
 
 
 @transaction.atomic

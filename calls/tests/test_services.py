@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from calls import phone, selectors, services
+from calls.models import Call, CallerNumber
+from calls.tests.factories import call_create
+
+pytestmark = pytest.mark.django_db
+
+RAW = "+49 30 98765432"
+# Every way the number could leak: as typed, E.164, national, and its subscriber digits.
+RAW_FORMS = ("+49 30 98765432", "+493098765432", "03098765432", "98765432")
+
+KEY_NEW = "rotated-key-" + "n" * 40
+KEY_OLD = "original-key-" + "o" * 40
+
+
+def _all_table_text() -> str:
+    """Every cell of every table in the database, as text."""
+    chunks = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            chunks.extend(str(row) for row in cursor.fetchall())
+    return "\n".join(chunks)
+
+
+def test_call_start_stores_hashes_only(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    call = services.call_start(
+        uuid="8f0e7b8e-1111-4c55-9d3e-0123456789ab", caller=RAW, callee="+49 40 555 0100",
+        language="de",
+        metadata={"caller_id_name": "x", "from": RAW, "sip_from_user": "03098765432",
+                  "campaign": "spring", "note": "call back on 030 98765432",
+                  "nested": {"agent": "tom", "cb": "+493098765432"}, "queue": 7},
+    )
+    services.call_answer(call=call)
+    services.call_turn_record(call=call, caller_text="brake pads", agent_text="sure")
+    services.call_end(call=call, reason=Call.EndReason.CALLER_HANGUP)
+
+    expected = phone.phone_hash(RAW)
+    assert expected is not None
+    assert (call.caller_hash, call.caller_hash_key) == (expected.digest, expected.key_id)
+    assert call.metadata == {"campaign": "spring", "nested": {"agent": "tom"}, "queue": 7}
+    table_text = _all_table_text()
+    assert expected.digest in table_text  # the scan does see the call's row
+    for form in RAW_FORMS:
+        assert form not in table_text, f"raw number {form!r} stored in the database"
+    for record in caplog.records:
+        line = f"{record.getMessage()} {record.__dict__}"
+        for form in RAW_FORMS:
+            assert form not in line, f"raw number {form!r} in log record {record.name}"
+
+
+def test_caller_number_counts_calls_from_any_format() -> None:
+    call_create(caller="+49 30 98765432")
+    call_create(caller="030 98765432")
+    call_create(caller="sip:+493098765432@pbx")
+    assert CallerNumber.objects.count() == 1
+    row = CallerNumber.objects.get()
+    assert row.call_count == 3
+    assert Call.objects.filter(caller=row).count() == 3
+
+
+def test_withheld_caller_has_no_caller_row() -> None:
+    call = call_create(caller="anonymous")
+    assert call.caller is None and call.caller_hash == ""
+    assert CallerNumber.objects.count() == 0
+
+
+def test_key_rotation_keeps_old_calls_findable_and_rekeys_returning_callers() -> None:
+    with override_settings(TOM_PHONE_HASH_KEY=KEY_OLD, TOM_PHONE_HASH_OLD_KEYS=[]):
+        old_call = call_create(caller=RAW)
+        old_key_id = phone.current_key_id()
+    with override_settings(TOM_PHONE_HASH_KEY=KEY_NEW, TOM_PHONE_HASH_OLD_KEYS=[KEY_OLD]):
+        new_key_id = phone.current_key_id()
+        # Look-ups try every active key: the old call is found by the raw number.
+        assert list(selectors.call_list_for_phone(raw=RAW)) == [old_call]
+        new_call = call_create(caller=RAW)
+        assert new_call.caller_hash_key == new_key_id
+        row = CallerNumber.objects.get()
+        assert (row.key_id, row.call_count) == (new_key_id, 2)  # re-keyed while the number was at hand
+        assert set(selectors.call_list_for_phone(raw=RAW)) == {old_call, new_call}
+        assert selectors.caller_number_get(raw=RAW) == row
+    assert old_key_id != new_key_id
+    with override_settings(TOM_PHONE_HASH_KEY=KEY_NEW, TOM_PHONE_HASH_OLD_KEYS=[]):
+        # Retiring the old key makes hashes made under it unsearchable, as intended.
+        assert list(selectors.call_list_for_phone(raw=RAW)) == [new_call]
+
+
+def test_call_start_is_idempotent_per_uuid() -> None:
+    first = services.call_start(uuid="abc", caller=RAW)
+    second = services.call_start(uuid="abc", caller=RAW)
+    assert first.pk == second.pk
+    assert CallerNumber.objects.get().call_count == 1
+
+
+def test_call_end_sets_duration_once() -> None:
+    call = call_create()
+    ended_at = call.started_at + timedelta(seconds=42)
+    services.call_end(call=call, reason=Call.EndReason.CALLER_HANGUP, ended_at=ended_at)
+    services.call_end(call=call, reason=Call.EndReason.SERVER_ERROR, failed=True)
+    call.refresh_from_db()
+    assert call.status == Call.Status.COMPLETED
+    assert call.end_reason == Call.EndReason.CALLER_HANGUP
+    assert call.duration == timedelta(seconds=42)
+
+
+def test_call_end_rejects_unknown_reason() -> None:
+    call = call_create()
+    with pytest.raises(ValueError, match="not a valid"):
+        services.call_end(call=call, reason="because")
+
+
+def test_turns_are_numbered_in_order_with_timings() -> None:
+    call = call_create(turns=3)
+    turns = list(call.turns.all())
+    assert [t.index for t in turns] == [0, 1, 2]
+    assert turns[0].e2e_ms == 640 and turns[0].stt_ms == 120
+
+
+def test_reaper_ends_only_stale_open_calls() -> None:
+    now = timezone.now()
+    stale = call_create(started_at=now - timedelta(hours=5))
+    fresh = call_create(started_at=now - timedelta(minutes=5))
+    done = call_create(started_at=now - timedelta(hours=6))
+    services.call_end(call=done, reason=Call.EndReason.CALLER_HANGUP,
+                      ended_at=now - timedelta(hours=5))
+    assert services.calls_reap_stale(older_than=timedelta(hours=2), now=now) == 1
+    assert services.calls_reap_stale(older_than=timedelta(hours=2), now=now) == 0
+    stale.refresh_from_db(), fresh.refresh_from_db(), done.refresh_from_db()
+    assert (stale.status, stale.end_reason) == (Call.Status.FAILED, Call.EndReason.STALE)
+    assert fresh.status == Call.Status.ACTIVE
+    assert done.end_reason == Call.EndReason.CALLER_HANGUP
+
+
+def test_metadata_cleaning_drops_numbers_at_any_depth() -> None:
+    cleaned = services.call_metadata_clean(metadata={
+        "callSid": "5b1c", "to": "+4940555", "mixType": "mono", "sampleRate": 8000,
+        "list": ["0170 1234567", "ok"], "account": 4915112345678, "direction": "inbound",
+    })
+    assert cleaned == {"callSid": "5b1c", "mixType": "mono", "sampleRate": 8000,
+                       "list": ["ok"], "direction": "inbound"}
+
+
+def test_supervisor_ensure_resets_password() -> None:
+    user, password = services.supervisor_ensure(username="anna")
+    again, password2 = services.supervisor_ensure(username="anna")
+    assert user.pk == again.pk and password != password2
+    again.refresh_from_db()
+    assert again.check_password(password2) and again.is_staff
+    assert again.groups.filter(name=services.SUPERVISORS_GROUP).exists()
