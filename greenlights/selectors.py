@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
@@ -54,7 +54,7 @@ async def _channel_layer_probe() -> Probe:
 
 async def health_status() -> dict[str, Any]:
     """Probe the database and the channel layer; ``ok`` only if every probe is."""
-    probes = [await sync_to_async(_database_probe)(), await _channel_layer_probe()]
+    probes = [await database_sync_to_async(_database_probe)(), await _channel_layer_probe()]
     return {"ok": all(p.ok for p in probes), "probes": [asdict(p) for p in probes]}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 PLACEHOLDER = "CHANGE_ME"
 MIN_HASH_KEY_CHARS = 32
@@ -30,6 +31,13 @@ _OPTIONAL = (
 )
 
 
+def _setting(name: str) -> str:
+    try:
+        return str(getattr(settings, name, ""))
+    except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY
+        return ""
+
+
 def is_placeholder(value: str) -> bool:
     """Whether ``value`` is empty or still the env.sample placeholder."""
     cleaned = value.strip().upper().replace("-", "_")
@@ -40,7 +48,7 @@ def is_placeholder(value: str) -> bool:
 def check_required_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for name, check_id, purpose in _REQUIRED:
-        if not is_placeholder(str(getattr(settings, name, ""))):
+        if not is_placeholder(_setting(name)):
             continue
         if settings.DEBUG:
             messages.append(
@@ -71,15 +79,14 @@ def check_optional_secrets(app_configs: Any = None, **kwargs: Any) -> list[Check
             id="tomsite.E004",
         )
         for name in _OPTIONAL
-        if str(getattr(settings, name, "")).strip()
-        and is_placeholder(str(getattr(settings, name)))
+        if _setting(name).strip() and is_placeholder(_setting(name))
     ]
 
 
 @register(Tags.security)
 def check_phone_hash_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    current = str(settings.TOM_PHONE_HASH_KEY)
+    current = _setting("TOM_PHONE_HASH_KEY")
     if not settings.DEBUG and not is_placeholder(current) and len(current) < MIN_HASH_KEY_CHARS:
         messages.append(
             Error(

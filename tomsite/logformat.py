@@ -21,9 +21,9 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 # Fields whose values are personal data by nature, whatever they look like.
 _PII_KEYS = {"caller", "callee", "from", "to", "number", "phone", "transcript", "text"}
 # Seven or more digits, optionally separated as people write phone numbers. ISO dates
-# and times are left alone by requiring no date-shaped neighbour (checked below).
+# dates are left alone (checked in redact_text).
 _PHONE_RE = re.compile(r"(?<![\w.:])\+?\d(?:[ \-/().]{0,2}\d){6,17}(?![\w:])")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_DATE_RE = re.compile(r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 REDACTED = "[redacted]"
 
 
@@ -31,7 +31,7 @@ def redact_text(text: str) -> str:
     """Replace phone-number-like runs of digits with ``[redacted]``."""
 
     def _sub(match: re.Match[str]) -> str:
-        return match.group(0) if _DATE_RE.match(match.group(0)) else REDACTED
+        return match.group(0) if _DATE_RE.fullmatch(match.group(0)) else REDACTED
 
     return _PHONE_RE.sub(_sub, text)
 

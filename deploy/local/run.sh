@@ -4,7 +4,7 @@
 # (--port, --detach, --stop, --exit-when-ready).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TOM_EXTRAS="" source deploy/local/_venv.sh
+extras="" source deploy/local/_venv.sh
 python manage.py migrate --no-input -v 0
 python manage.py tom_supervisor
 exec python manage.py tom_run "$@"

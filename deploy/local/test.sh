@@ -5,7 +5,7 @@
 # Extra arguments go to the first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TOM_EXTRAS="dev" source deploy/local/_venv.sh
+extras="dev" source deploy/local/_venv.sh
 
 data_dir=$(mktemp -d)
 trap 'rm -rf "$data_dir"' EXIT

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from django.test import override_settings
+
+from tomsite.logformat import ConsoleFormatter, JsonFormatter, RedactFilter, redact_text
+
+
+@pytest.mark.parametrize("text", [
+    "caller +49 30 98765432 said", "from 030/98765432", "0049-30-987-654-32", "(030) 98765432",
+])
+def test_phone_numbers_are_redacted(text: str) -> None:
+    out = redact_text(text)
+    assert "98765432" not in out.replace(" ", "").replace("-", "")
+    assert "[redacted]" in out
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-25 14:00:01", "call_id=42 turn=3", "took 1234 ms", "uuid 8f0e7b8e-1111-4c55",
+])
+def test_ordinary_values_survive(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def _record(msg: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("calls.test", logging.INFO, __file__, 1, msg, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_filter_redacts_pii_fields_and_text() -> None:
+    record = _record("call from +4930 98765432", caller="+493098765432", call_id=7,
+                     transcript="my number is 030 98765432")
+    RedactFilter().filter(record)
+    line = JsonFormatter().format(record)
+    assert "98765432" not in line
+    payload = json.loads(line)
+    assert payload["call_id"] == 7 and payload["caller"] == "[redacted]"
+
+
+def test_filter_lets_pii_through_only_when_allowed() -> None:
+    record = _record("call from +4930 98765432")
+    with override_settings(TOM_LOG_PII=True):
+        RedactFilter().filter(record)
+    assert "98765432" in record.getMessage()
+
+
+def test_console_format_appends_extras() -> None:
+    formatter = ConsoleFormatter("%(message)s%(extras)s")
+    assert formatter.format(_record("call.ended", call_id=3, status="completed")) == \
+        "call.ended call_id=3 status=completed"

@@ -1,0 +1,101 @@
+"""Settings come from the environment: the embedded default with none, servers with URLs."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+PROBE = """
+import json, django
+django.setup()
+from django.conf import settings as s
+print(json.dumps({
+    "db_engine": s.DATABASES["default"]["ENGINE"],
+    "db_name": str(s.DATABASES["default"]["NAME"]),
+    "layer": s.CHANNEL_LAYERS["default"]["BACKEND"],
+    "cache": s.CACHES["default"]["BACKEND"],
+    "broker": s.CELERY_BROKER_URL,
+    "egress": s.ALLOW_EGRESS,
+    "debug": s.DEBUG,
+    "embedded": s.TOM_EMBEDDED,
+    "generated": s.TOM_SECRETS_GENERATED,
+    "phone_key": s.TOM_PHONE_HASH_KEY,
+    "secret_key": s.SECRET_KEY,
+}))
+"""
+
+
+def _probe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=REPO,
+                          env={**env, "DJANGO_SETTINGS_MODULE": "tomsite.settings"},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _settings(env: dict[str, str]) -> dict[str, object]:
+    result = _probe(env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_no_environment_gives_the_embedded_default(clean_env: dict[str, str]) -> None:
+    found = _settings(clean_env)
+    data_dir = Path(clean_env["TOM_DATA_DIR"])
+    assert found["db_engine"] == "django.db.backends.sqlite3"
+    assert found["db_name"] == str(data_dir / "tom.sqlite3")
+    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert found["cache"].endswith("LocMemCache")
+    assert found["broker"] == "filesystem://"
+    assert (data_dir / "celery" / "queue").is_dir()
+    assert found["egress"] is False and found["debug"] is False and found["embedded"] is True
+
+
+def test_urls_switch_to_postgres_and_redis(clean_env: dict[str, str]) -> None:
+    found = _settings({**clean_env, "DATABASE_URL": "postgres://tom@db.internal:5432/tom",
+                       "REDIS_URL": "redis://cache.internal:6379/2"})
+    assert found["db_engine"] == "django.db.backends.postgresql"
+    assert found["db_name"] == "tom"
+    assert found["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert found["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert found["broker"] == "redis://cache.internal:6379/2"
+    assert found["embedded"] is False
+
+
+def test_generated_secrets_are_private_and_shared_by_every_process(
+        clean_env: dict[str, str]) -> None:
+    first, second = _settings(clean_env), _settings(clean_env)
+    assert first["generated"] == ["SECRET_KEY", "TOM_PHONE_HASH_KEY", "TOM_JWT_SECRET"]
+    assert first["phone_key"] == second["phone_key"] and first["secret_key"] == second["secret_key"]
+    secrets_file = Path(clean_env["TOM_DATA_DIR"]) / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+
+
+def test_secrets_from_the_environment_win(clean_env: dict[str, str]) -> None:
+    found = _settings({**clean_env, "SECRET_KEY": "k" * 50, "TOM_PHONE_HASH_KEY": "p" * 40,
+                       "TOM_JWT_SECRET": "j" * 40})
+    assert found["generated"] == [] and found["phone_key"] == "p" * 40
+    assert not (Path(clean_env["TOM_DATA_DIR"]) / "secrets.json").exists()
+
+
+def test_a_malformed_value_is_a_clear_error(clean_env: dict[str, str]) -> None:
+    for name, value, expected in [
+        ("TOM_LLM_MAX_TOKENS", "lots", "TOM_LLM_MAX_TOKENS must be an integer, got 'lots'"),
+        ("ALLOW_EGRESS", "maybe", "ALLOW_EGRESS must be a boolean"),
+        ("TOM_SESSION_BACKEND", "cloud", "TOM_SESSION_BACKEND must be one of local, provider"),
+    ]:
+        result = _probe({**clean_env, name: value})
+        assert result.returncode != 0
+        assert expected in result.stderr
+
+
+def test_a_corrupt_secrets_file_is_not_silently_replaced(clean_env: dict[str, str]) -> None:
+    data_dir = Path(clean_env["TOM_DATA_DIR"])
+    data_dir.mkdir(parents=True)
+    (data_dir / "secrets.json").write_text("{not json")
+    result = _probe(clean_env)
+    assert result.returncode != 0 and "cannot be read as JSON" in result.stderr
+    assert (data_dir / "secrets.json").read_text() == "{not json"
