@@ -23,7 +23,7 @@ CHANGELIST = "admin:calls_call_changelist"
 
 @pytest.fixture
 def supervisor_client() -> Client:
-    user, password = services.supervisor_ensure(username="sue")
+    _, password = services.supervisor_ensure(username="sue")
     client = Client()
     assert client.login(username="sue", password=password)
     return client

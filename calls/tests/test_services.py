@@ -86,7 +86,8 @@ def test_key_rotation_keeps_old_calls_findable_and_rekeys_returning_callers() ->
         new_call = call_create(caller=RAW)
         assert new_call.caller_hash_key == new_key_id
         row = CallerNumber.objects.get()
-        assert (row.key_id, row.call_count) == (new_key_id, 2)  # re-keyed while the number was at hand
+        # Re-keyed to the newest key while the raw number was at hand.
+        assert (row.key_id, row.call_count) == (new_key_id, 2)
         assert set(selectors.call_list_for_phone(raw=RAW)) == {old_call, new_call}
         assert selectors.caller_number_get(raw=RAW) == row
     assert old_key_id != new_key_id
