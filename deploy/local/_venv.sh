@@ -5,7 +5,19 @@ if ! "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "TOM needs Python 3.11 or newer; $python_bin is $("$python_bin" --version 2>&1)" >&2
   exit 1
 fi
-[ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  if ! "$python_bin" -m venv .venv 2>/dev/null; then
+    # Debian splits venv out of python3; install it when we may, else say what is missing.
+    rm -rf .venv
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq "python3-venv" >/dev/null
+      "$python_bin" -m venv .venv
+    else
+      echo "python3 cannot create a virtual environment: install python3-venv" >&2
+      exit 1
+    fi
+  fi
+fi
 stamp=".venv/.tom-install-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"
 if [ ! -e "$stamp" ]; then
   echo "installing TOM into .venv (${extras:-base}) ..."
