@@ -24,6 +24,8 @@ _MIN_DIGITS = 3  # internal extensions are short; "anonymous" has none
 _MAX_EXTENSION_DIGITS = 5  # "1001" is a PBX extension, not a number in the default region
 # A phone-number-shaped run inside free text: 7+ digits with the usual separators.
 _EMBEDDED_RE = re.compile(r"(?<![\w.])\+?\d(?:[ \-/().]{0,2}\d){6,17}(?!\w)")
+# UUIDs (call ids) hold digit groups the pattern above would take for numbers.
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ def looks_like_phone_number(text: str) -> bool:
 
 def contains_phone_number(text: str) -> bool:
     """Whether free text holds something written like a full phone number (7+ digits)."""
-    return bool(_EMBEDDED_RE.search(text))
+    return bool(_EMBEDDED_RE.search(_UUID_RE.sub("uuid", text)))
 
 
 def normalise(raw: str, *, region: str | None = None) -> str | None:

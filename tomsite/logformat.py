@@ -25,6 +25,8 @@ _PII_KEYS = {"caller", "callee", "from", "to", "number", "phone", "transcript", 
 _PHONE_RE = re.compile(r"(?<![\w.:])\+?\d(?:[ \-/().]{0,2}\d){6,17}(?![\w:])")
 _DATE_RE = re.compile(r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 REDACTED = "[redacted]"
+# Ids whose digit groups look like numbers to the pattern above (task ids, call uuids).
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def redact_text(text: str) -> str:
@@ -33,7 +35,14 @@ def redact_text(text: str) -> str:
     def _sub(match: re.Match[str]) -> str:
         return match.group(0) if _DATE_RE.fullmatch(match.group(0)) else REDACTED
 
-    return _PHONE_RE.sub(_sub, text)
+    parts = _UUID_RE.split(text)
+    if len(parts) == 1:
+        return _PHONE_RE.sub(_sub, text)
+    uuids = _UUID_RE.findall(text)
+    out = [_PHONE_RE.sub(_sub, parts[0])]
+    for uuid_text, rest in zip(uuids, parts[1:], strict=True):
+        out += [uuid_text, _PHONE_RE.sub(_sub, rest)]
+    return "".join(out)
 
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:

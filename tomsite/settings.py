@@ -176,8 +176,10 @@ else:
 
 # --- Celery ------------------------------------------------------------------------
 _celery_dir = TOM_DATA_DIR / "celery"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
+# kombu's filesystem transport wants a host name even though it ignores it.
+EMBEDDED_BROKER_URL = "filesystem://localhost//"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or EMBEDDED_BROKER_URL
+if CELERY_BROKER_URL == EMBEDDED_BROKER_URL:
     # One folder is both inbox and outbox: producer and worker share this host.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),

@@ -50,7 +50,7 @@ def test_reaper_runs_in_a_real_worker(worker_queue: str) -> None:
 
 
 def test_broker_matches_the_pass() -> None:
-    expected = settings.REDIS_URL or "filesystem://"
+    expected = settings.REDIS_URL or "filesystem://localhost//"
     assert app.conf.broker_url == expected
 
 

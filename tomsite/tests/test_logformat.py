@@ -52,3 +52,9 @@ def test_console_format_appends_extras() -> None:
     formatter = ConsoleFormatter("%(message)s%(extras)s")
     assert formatter.format(_record("call.ended", call_id=3, status="completed")) == \
         "call.ended call_id=3 status=completed"
+
+
+def test_uuids_are_not_taken_for_numbers() -> None:
+    text = "Task x[94ebd90e-1234-5678-a79e-ff31210c672c] succeeded; caller 030 98765432"
+    assert redact_text(text) == \
+        "Task x[94ebd90e-1234-5678-a79e-ff31210c672c] succeeded; caller [redacted]"

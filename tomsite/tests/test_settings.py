@@ -49,7 +49,7 @@ def test_no_environment_gives_the_embedded_default(clean_env: dict[str, str]) ->
     assert found["db_name"] == str(data_dir / "tom.sqlite3")
     assert found["layer"] == "channels.layers.InMemoryChannelLayer"
     assert found["cache"].endswith("LocMemCache")
-    assert found["broker"] == "filesystem://"
+    assert found["broker"] == "filesystem://localhost//"
     assert (data_dir / "celery" / "queue").is_dir()
     assert found["egress"] is False and found["debug"] is False and found["embedded"] is True
 
