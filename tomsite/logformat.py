@@ -26,7 +26,7 @@ _PHONE_RE = re.compile(r"(?<![\w.:])\+?\d(?:[ \-/().]{0,2}\d){6,17}(?![\w:])")
 _DATE_RE = re.compile(r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 REDACTED = "[redacted]"
 # Ids whose digit groups look like numbers to the pattern above (task ids, call uuids).
-_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def redact_text(text: str) -> str:

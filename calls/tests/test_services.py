@@ -143,11 +143,12 @@ def test_reaper_ends_only_stale_open_calls() -> None:
 
 
 def test_metadata_cleaning_drops_numbers_at_any_depth() -> None:
+    sid = "5b1c0a2e-1234-5678-9012-3456789abcde"  # digit groups, but a UUID: kept
     cleaned = services.call_metadata_clean(metadata={
-        "callSid": "5b1c0a2e-1234-5678-9012-3456789abcde", "to": "+4940555", "mixType": "mono", "sampleRate": 8000,
+        "callSid": sid, "to": "+4940555", "mixType": "mono", "sampleRate": 8000,
         "list": ["0170 1234567", "ok"], "account": 4915112345678, "direction": "inbound",
     })
-    assert cleaned == {"callSid": "5b1c0a2e-1234-5678-9012-3456789abcde", "mixType": "mono", "sampleRate": 8000,
+    assert cleaned == {"callSid": sid, "mixType": "mono", "sampleRate": 8000,
                        "list": ["ok"], "direction": "inbound"}
 
 
