@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from greenlights.selectors import health_status
 
@@ -14,3 +19,25 @@ from greenlights.selectors import health_status
 async def healthz(request: HttpRequest) -> JsonResponse:
     status = await health_status()
     return JsonResponse(status, status=200 if status["ok"] else 503)
+
+
+def _may_scrape(request: HttpRequest) -> bool:
+    token = settings.TOM_METRICS_TOKEN
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and constant_time_compare(offered.strip(), token):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False)
+               for net in settings.TOM_METRICS_ALLOWED_IPS)
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for allowed addresses or holders of the bearer token."""
+    if not _may_scrape(request):
+        return HttpResponseForbidden("metrics are not public\n", content_type="text/plain")
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

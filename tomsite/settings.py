@@ -126,6 +126,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(TOM_DATA_DIR / "tom.sqlite3"),
+            # A file, not memory, so live-server tests' daphne process sees the test data.
+            "TEST": {"NAME": str(TOM_DATA_DIR / "test.sqlite3")},
             # daphne, the Celery worker and beat share the file: WAL lets readers run
             # beside a writer, IMMEDIATE transactions and a busy timeout make writers
             # queue instead of failing with "database is locked".

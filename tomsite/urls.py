@@ -12,4 +12,5 @@ admin.site.index_title = "Calls, tools and health"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("greenlights.urls")),
+    path("", include("voice.urls")),
 ]

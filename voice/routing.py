@@ -1,11 +1,12 @@
-"""WebSocket routes of the voice path.
-
-The FreeSWITCH fork endpoints (``/ws/fork/``, ``/ws/audio-stream/``) are added by
-the telephony bridge; until then every WebSocket is refused by the router.
-"""
+"""WebSocket routes of the voice path: the FreeSWITCH fork endpoints."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from voice.consumers import AudioStreamConsumer, ForkConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/fork/", ForkConsumer.as_asgi()),
+    path("ws/audio-stream/", AudioStreamConsumer.as_asgi()),
+]

@@ -1,0 +1,355 @@
+"""The FreeSWITCH fork endpoints: ``/ws/fork/`` (mod_audio_fork) and ``/ws/audio-stream/``.
+
+One consumer per call. The handshake is authenticated before it is accepted (a refusal
+is HTTP 403); the first text frame is the call's metadata; binary frames are the
+caller's audio. Agent audio goes back as the module expects it (voice/protocols).
+Every close ends the Call row with a reason and counts in a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from calls import services as call_services
+from calls.models import Call
+from voice import metrics
+from voice.auth import AuthError, ForkIdentity, fork_authenticate
+from voice.dsp.framing import FrameBuffer, frame_bytes
+from voice.dsp.pcm import decode_inbound
+from voice.protocols import outbound
+from voice.protocols.metadata import (
+    CallStart,
+    MetadataError,
+    parse_call_start,
+    split_json_texts,
+)
+from voice.ratelimit import TokenBucket
+from voice.session.base import RealtimeSession
+from voice.session.events import AgentAudio, AgentSpeech, EndCall, Interruption, Transcript
+from voice.session.factory import BackendUnavailable, create_session
+from voice.transport import StreamPacer
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL, CLOSE_INVALID, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1007, 1008, 1009, 1011
+GRACEFUL_DRAIN_S = 10.0
+_active = 0  # calls in this process
+
+
+class ForkConsumer(AsyncWebsocketConsumer):
+    """mod_audio_fork (drachtio ``?mode=file``, jambonz bidirectional ``?mode=stream``)."""
+
+    flavour = "fork"
+
+    async def connect(self) -> None:
+        global _active
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self.call: Call | None = None
+        self.start: CallStart | None = None
+        self.session: RealtimeSession | None = None
+        self.pacer: StreamPacer | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        self.end_reason: str | None = None
+        self.counted = False
+        self.last_frame_at = loop.time()
+        self.bucket = TokenBucket(rate=settings.TOM_RATE_LIMIT_MSGS,
+                                  burst=settings.TOM_RATE_LIMIT_BURST, now=loop.time())
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.mode = (query.get("mode") or [settings.TOM_FORK_MODE])[0]
+        self.encoding = (query.get("encoding") or [None])[0]
+        if self.mode not in outbound.MODES or self.flavour == "audio_stream":
+            self.mode = "file"
+        if _active >= settings.TOM_MAX_CONCURRENT_CALLS:
+            await self._refuse("overloaded")
+            return
+        try:
+            self.identity: ForkIdentity = await fork_authenticate(
+                query_string=self.scope.get("query_string", b""),
+                headers=self.scope.get("headers", []),
+            )
+        except AuthError as exc:
+            await self._refuse(exc.reason)
+            return
+        offered = self.scope.get("subprotocols", [])
+        # libwebsockets fails the handshake if a different subprotocol is echoed
+        # (SOURCES.md A2): echo ours when offered, else none.
+        chosen = settings.TOM_FORK_SUBPROTOCOL if settings.TOM_FORK_SUBPROTOCOL in offered else None
+        await self.accept(subprotocol=chosen)
+        _active += 1
+        self.counted = True
+        metrics.ACTIVE_CALLS.inc()
+        self._spawn(self._watchdog(), "watchdog")
+
+    async def _refuse(self, reason: str) -> None:
+        metrics.HANDSHAKES_REFUSED.labels(reason=reason).inc()
+        logger.warning("fork.refused", extra={"reason": reason, "flavour": self.flavour})
+        await self.close()  # before accept: daphne answers HTTP 403
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"fork-{name}")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("fork.task_failed", exc_info=task.exception(),
+                         extra={"task": task.get_name(), "call_id": getattr(self.call, "pk", None)})
+            if not self.closing:
+                self._spawn(self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR,
+                                       "internal error"), "fail")
+
+    # --- inbound ---------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        now = self.loop.time()
+        if not self.bucket.take(now):
+            await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY, "message rate exceeded")
+            return
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > settings.TOM_MAX_FRAME_BYTES:
+            await self._fail(Call.EndReason.FRAME_TOO_LARGE, CLOSE_TOO_BIG,
+                             f"frame of {size} bytes exceeds {settings.TOM_MAX_FRAME_BYTES}")
+            return
+        self.last_frame_at = now
+        if self.start is None:
+            await self._receive_metadata(text_data)
+        elif bytes_data is not None:
+            await self._receive_audio(bytes_data, now)
+        elif text_data is not None:
+            await self._receive_control(text_data)
+
+    async def _receive_metadata(self, text: str | None) -> None:
+        if text is None:
+            await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID,
+                             "the first frame must be the JSON metadata, not audio")
+            return
+        try:
+            values = split_json_texts(text)
+            if not values:
+                raise MetadataError("empty metadata")
+            start = parse_call_start(values[0], default_rate=settings.TOM_DEFAULT_SAMPLE_RATE,
+                                     token_uuid=self.identity.call_uuid, encoding=self.encoding)
+        except (ValueError, MetadataError) as exc:
+            reason = str(exc) if isinstance(exc, MetadataError) else "metadata is not valid JSON"
+            await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, reason)
+            return
+        self.start = start
+        self.call = await database_sync_to_async(call_services.call_start)(
+            uuid=start.uuid, caller=start.caller, callee=start.callee, direction=start.direction,
+            language=start.language or settings.TOM_LANGUAGE,
+            metadata={**start.extra, "mixType": start.mix_type, "sampleRate": start.sample_rate,
+                      "encoding": start.encoding, "mode": self.mode, "flavour": self.flavour},
+        )
+        metrics.CALLS.inc()
+        if self.call.is_ended:
+            await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, "call already ended")
+            return
+        if self.call.caller is not None and self.call.caller.blocked:
+            await self._end(Call.EndReason.BLOCKED, failed=False, code=CLOSE_NORMAL,
+                            message=outbound.disconnect("blocked"))
+            return
+        try:
+            self.session = create_session(call=start)
+        except BackendUnavailable as exc:
+            await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
+            return
+        await database_sync_to_async(call_services.call_answer)(call=self.call)
+        self.framer = FrameBuffer(frame_bytes(start.sample_rate))
+        if self.mode == "stream":
+            self.pacer = StreamPacer(send=self.send, rate=start.sample_rate)
+            self._spawn(self.pacer.run(), "pacer")
+        self._spawn(self._forward_events(), "events")
+        logger.info("fork.call_started", extra={"call_id": self.call.pk, "mode": self.mode,
+                                                "rate": start.sample_rate})
+        for extra in values[1:]:  # drachtio glued later texts onto the metadata frame
+            await self._handle_control(extra)
+
+    async def _receive_audio(self, data: bytes, now: float) -> None:
+        if self.session is None or self.start is None:
+            return
+        if not data:
+            # graceful-shutdown: the module sends empty frames and never closes (SOURCES.md A6).
+            if self.end_reason is None:
+                self.end_reason = Call.EndReason.GRACEFUL_SHUTDOWN
+                self._spawn(self._graceful_shutdown(), "shutdown")
+            return
+        if self.end_reason is not None:
+            return
+        pcm = decode_inbound(data, encoding=self.start.encoding, channels=self.start.channels)
+        for frame in self.framer.push(pcm):
+            await self.session.push_audio(frame, at=now)
+
+    async def _receive_control(self, text: str) -> None:
+        try:
+            values = split_json_texts(text)
+        except ValueError:
+            logger.info("fork.text_ignored", extra={"call_id": self.call.pk if self.call else None})
+            return
+        for value in values:
+            await self._handle_control(value)
+
+    async def _handle_control(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            return
+        raw = value.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if value.get("type") == "mark" and self.pacer is not None:
+            self.pacer.mark_event(str(data.get("name", "")), str(data.get("event", "")),
+                                  self.loop.time())
+
+    # --- outbound --------------------------------------------------------------------
+    async def _forward_events(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        while True:
+            event = await session.events.get()
+            if isinstance(event, AgentAudio):
+                await self._send_audio(event)
+            elif isinstance(event, Transcript):
+                await self.send(text_data=outbound.transcription(
+                    role=event.role, text=event.text, final=event.final, turn=event.turn))
+            elif isinstance(event, Interruption):
+                await self._interrupt(event)
+            elif isinstance(event, EndCall):
+                await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
+                                message=outbound.disconnect(event.reason))
+                return
+
+    async def _send_audio(self, event: AgentAudio) -> None:
+        speech, now = event.speech, self.loop.time()
+        if speech.interrupted_at is not None:
+            return  # data frames of an interrupted utterance are dropped
+        if speech.first_sent_at is None:
+            speech.first_sent_at = now
+        if self.pacer is not None:
+            self.pacer.write(speech, event.pcm, final=event.final)
+        elif self.flavour == "audio_stream":
+            await self.send(text_data=outbound.stream_audio(
+                pcm=event.pcm, rate=speech.rate, text=speech.text))
+        else:
+            await self.send(text_data=outbound.play_audio(
+                pcm=event.pcm, rate=speech.rate, text=speech.text))
+        if event.final:
+            self._spawn(self._record_when_played(speech), "record")
+
+    async def _interrupt(self, event: Interruption) -> None:
+        now = self.loop.time()
+        if self.pacer is not None:
+            self.pacer.clear()
+        await self.send(text_data=outbound.kill_audio())
+        metrics.BARGE_IN_LATENCY.observe(max(0.0, now - event.speech_onset_at))
+        await self._record_turn(event.speech, now)
+
+    async def _record_when_played(self, speech: AgentSpeech) -> None:
+        await asyncio.sleep(speech.audio_ms / 1000)
+        # Playout is known from elapsed time (or a mark reply); nothing signals it.
+        while speech.playing(self.loop.time()):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await self._record_turn(speech, self.loop.time())
+
+    async def _record_turn(self, speech: AgentSpeech, now: float) -> None:
+        if speech.recorded or self.call is None:
+            return
+        speech.recorded = True
+        await database_sync_to_async(call_services.call_turn_record)(
+            call=self.call, caller_text=speech.caller_text, agent_text=speech.text,
+            timings=call_services.TurnTimings(e2e_ms=speech.e2e_ms, **speech.timings),
+            barge_in=speech.interrupted_at is not None, agent_audio_ms=round(speech.audio_ms),
+            agent_audio_heard_ms=round(speech.heard_ms(now)),
+        )
+
+    # --- ending ----------------------------------------------------------------------
+    async def _graceful_shutdown(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        await session.end_of_input(at=self.loop.time())
+        deadline = self.loop.time() + GRACEFUL_DRAIN_S
+        # Let the last answer reach the caller before closing; bounded by the deadline.
+        while self.loop.time() < deadline and (  # noqa: ASYNC110
+            not session.events.empty()
+            or (session.speech is not None and session.speech.playing(self.loop.time()))
+        ):
+            await asyncio.sleep(0.02)
+        await self._end(Call.EndReason.GRACEFUL_SHUTDOWN, failed=False, code=CLOSE_NORMAL)
+
+    async def _watchdog(self) -> None:
+        started = self.loop.time()
+        while not self.closing:
+            await asyncio.sleep(0.5)
+            now = self.loop.time()
+            if now - self.last_frame_at > settings.TOM_WS_IDLE_TIMEOUT_S:
+                await self._end(Call.EndReason.IDLE_TIMEOUT, failed=True, code=CLOSE_NORMAL,
+                                message=outbound.disconnect("idle"))
+            elif now - started > settings.TOM_CALL_MAX_DURATION_S:
+                await self._end(Call.EndReason.MAX_DURATION, failed=False, code=CLOSE_NORMAL,
+                                message=outbound.disconnect("max_duration"))
+
+    async def _fail(self, reason: str, code: int, detail: str) -> None:
+        await self._end(reason, failed=True, code=code, detail=detail,
+                        message=outbound.error(detail))
+
+    async def _end(self, reason: str, *, failed: bool, code: int, detail: str = "",
+                   message: str | None = None) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.end_reason = reason
+        if message is not None:
+            with contextlib.suppress(Exception):  # the peer may already be gone
+                await self.send(text_data=message)
+        await self._finish(reason=reason, failed=failed, detail=detail)
+        await self.close(code=code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.start is None and not self.counted:
+            return  # refused at the handshake
+        reason = self.end_reason or Call.EndReason.CALLER_HANGUP
+        self.closing = True
+        await self._finish(reason=reason, failed=False, detail="")
+
+    async def _finish(self, *, reason: str, failed: bool, detail: str) -> None:
+        global _active
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+        if self.session is not None:
+            session, self.session = self.session, None
+            await session.aclose()
+            if session.speech is not None:
+                await self._record_turn(session.speech, self.loop.time())
+        if self.counted:
+            self.counted = False
+            _active -= 1
+            metrics.ACTIVE_CALLS.dec()
+            metrics.CALLS_ENDED.labels(reason=reason).inc()
+            if failed:
+                metrics.CALLS_FAILED.labels(reason=reason).inc()
+        if self.call is not None and not self.call.is_ended:
+            call = await database_sync_to_async(call_services.call_end)(
+                call=self.call, reason=reason, failed=failed, detail=detail)
+            if call.duration is not None:
+                metrics.CALL_DURATION.observe(call.duration.total_seconds())
+        logger.info("fork.closed", extra={"call_id": getattr(self.call, "pk", None),
+                                          "reason": reason, "failed": failed})
+
+
+class AudioStreamConsumer(ForkConsumer):
+    """amigniter mod_audio_stream: L16 (or G.711) in, ``streamAudio`` files out."""
+
+    flavour = "audio_stream"
+

@@ -1,0 +1,31 @@
+"""Prometheus metrics of the telephony bridge (names shared with deploy/prometheus)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CALLS = Counter("tom_telephony_calls", "Fork connections that started a call.")
+CALLS_FAILED = Counter(
+    "tom_telephony_calls_failed", "Calls that ended in failure, by reason.", ["reason"]
+)
+CALLS_ENDED = Counter("tom_telephony_calls_ended", "Calls that ended, by reason.", ["reason"])
+HANDSHAKES_REFUSED = Counter(
+    "tom_telephony_handshakes_refused", "Fork handshakes refused (HTTP 403), by reason.",
+    ["reason"],
+)
+ACTIVE_CALLS = Gauge("tom_telephony_active_calls_total", "Calls in progress in this process.")
+CALL_DURATION = Histogram(
+    "tom_telephony_call_duration_seconds", "Duration of ended calls.",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+)
+BARGE_IN_LATENCY = Histogram(
+    "tom_telephony_barge_in_latency_seconds",
+    "Caller speech onset to killAudio sent.",
+    buckets=(0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.5, 1.0),
+)
+OUTBOUND_UNDERRUNS = Counter(
+    "tom_telephony_outbound_underruns", "Frames of silence sent while agent audio was late."
+)
+OUTBOUND_OVERRUNS = Counter(
+    "tom_telephony_outbound_overruns", "Agent audio frames dropped because the buffer was full."
+)

@@ -1,0 +1,1 @@
+"""The fork modules' wire protocols, each pinned to its C source (see SOURCES.md)."""

@@ -1,0 +1,1 @@
+"""Realtime sessions: what answers the caller. ``create_session`` picks one from settings."""

@@ -1,0 +1,37 @@
+"""The one interface every realtime session backend implements."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+from voice.protocols.metadata import CallStart
+from voice.session.events import AgentSpeech, SessionEvent
+
+
+class RealtimeSession(abc.ABC):
+    """Caller audio in (exact 20 ms frames at the call's rate), events out on ``events``.
+
+    ``push_audio`` runs on the connection's receive path and must return quickly;
+    slow work (models) runs in tasks the session owns and cancels in ``aclose``.
+    """
+
+    def __init__(self, *, call: CallStart) -> None:
+        self.call = call
+        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.speech: AgentSpeech | None = None  # the latest agent utterance
+
+    @abc.abstractmethod
+    async def push_audio(self, frame: bytes, *, at: float) -> None:
+        """One frame of caller audio, received at loop time ``at``."""
+
+    @abc.abstractmethod
+    async def end_of_input(self, *, at: float) -> None:
+        """No more caller audio will come (graceful shutdown): finish the current turn."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop all work; called once when the call ends."""
+
+    def agent_speaking(self, now: float) -> bool:
+        return self.speech is not None and self.speech.playing(now)

@@ -1,0 +1,91 @@
+"""What a session hands the transport: small frames, plus the handle of each agent utterance.
+
+Data frames (agent audio) are ordered and dropped on barge-in; system frames
+(interruption, end of call) are acted on at once. ``AgentSpeech`` is the handle of one
+agent utterance: the transport stamps when its audio went out and how much of it was
+played, so the session keeps in history only what the caller heard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voice.dsp.pcm import pcm_ms
+
+
+@dataclass(eq=False)
+class AgentSpeech:
+    """One agent utterance, from its first audio to its last, or its interruption."""
+
+    turn: int
+    text: str
+    rate: int
+    caller_text: str = ""
+    caller_speech_end_at: float | None = None  # loop time the caller's speech ended
+    timings: dict[str, int] = field(default_factory=dict)  # stt_ms, llm_first_token_ms, …
+    audio_bytes: int = 0
+    complete: bool = False  # the last audio of the utterance has been produced
+    first_sent_at: float | None = None
+    played_ms: float | None = None  # confirmed by the module (jambonz marks)
+    interrupted_at: float | None = None
+    recorded: bool = False
+
+    @property
+    def audio_ms(self) -> float:
+        return pcm_ms(self.audio_bytes, self.rate)
+
+    def heard_ms(self, now: float) -> float:
+        """How much the caller heard: confirmed playout, else the time since it started."""
+        if self.played_ms is not None:
+            return min(self.played_ms, self.audio_ms)
+        if self.first_sent_at is None:
+            return 0.0
+        until = self.interrupted_at if self.interrupted_at is not None else now
+        return max(0.0, min(self.audio_ms, (until - self.first_sent_at) * 1000))
+
+    def playing(self, now: float) -> bool:
+        """Whether the caller is (probably) hearing this utterance right now."""
+        if self.interrupted_at is not None or self.first_sent_at is None:
+            return False
+        if not self.complete:
+            return True
+        return self.heard_ms(now) < self.audio_ms
+
+    @property
+    def e2e_ms(self) -> int | None:
+        if self.first_sent_at is None or self.caller_speech_end_at is None:
+            return None
+        return max(0, round((self.first_sent_at - self.caller_speech_end_at) * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    """A piece of agent audio (one sentence, usually) at the call's sample rate."""
+
+    speech: AgentSpeech
+    pcm: bytes
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    role: str  # "caller" or "agent"
+    text: str
+    final: bool
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """The caller barged in: stop playing ``speech`` now."""
+
+    speech: AgentSpeech
+    speech_onset_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    reason: str
+
+
+SessionEvent = AgentAudio | Transcript | Interruption | EndCall

@@ -1,0 +1,22 @@
+"""Pick the session backend from ``TOM_SESSION_BACKEND``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from voice.protocols.metadata import CallStart
+from voice.session.base import RealtimeSession
+
+
+class BackendUnavailable(RuntimeError):
+    """The configured backend cannot answer calls in this process (and why)."""
+
+
+def create_session(*, call: CallStart, backend: str | None = None) -> RealtimeSession:
+    name = backend or settings.TOM_SESSION_BACKEND
+    if name == "echo":
+        from voice.session.echo import EchoSession
+
+        return EchoSession(call=call)
+    # The local-model and provider backends arrive with the realtime voice session.
+    raise BackendUnavailable(f"session backend {name!r} is not available in this build")

@@ -1,0 +1,71 @@
+"""A real daphne server (a forked process, as channels' live-server tests run it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pytest
+from channels.testing.live import make_application, set_database_connection
+from daphne.testing import DaphneProcess
+from django.db import connections
+
+from voice.auth import fork_token_mint
+
+
+@dataclass
+class LiveServer:
+    host: str
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ws(self, path: str = "/ws/fork/", **query: str) -> str:
+        qs = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"ws://{self.host}:{self.port}{path}" + (f"?{qs}" if qs else "")
+
+    def fork_url(self, *, call_uuid: str | None = None, path: str = "/ws/fork/",
+                 **query: str) -> str:
+        return self.ws(path, token=fork_token_mint(call_uuid=call_uuid), **query)
+
+
+def _child_setup() -> None:
+    # The forked child inherits asgiref's executor object but not its worker thread
+    # (it lived in the parent): give the child a fresh one, or sync_to_async hangs.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    set_database_connection()
+
+
+@pytest.fixture
+def live_server_echo(transactional_db: None, settings: object) -> Iterator[LiveServer]:
+    """daphne serving TOM with the echo session, on the test database."""
+    settings.TOM_SESSION_BACKEND = "echo"  # type: ignore[attr-defined]
+    settings.TOM_WS_IDLE_TIMEOUT_S = 5.0  # type: ignore[attr-defined]
+    connections.close_all()  # a forked child must not share the parent's sockets
+    process = DaphneProcess("127.0.0.1", partial(make_application, static_wrapper=None),
+                            setup=_child_setup)
+    process.start()
+    if not process.ready.wait(timeout=30):
+        process.terminate()
+        raise RuntimeError("daphne did not start")
+    try:
+        yield LiveServer("127.0.0.1", process.port.value)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+def voiced(rate: int, seconds: float, *, freq: float = 140.0, level: float = 6000) -> bytes:
+    """A buzzy vowel-like sound webrtcvad takes for speech."""
+    t = np.arange(int(rate * seconds)) / rate
+    wave = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 20))
+    envelope = np.minimum(1, np.minimum(t, t[::-1]) / 0.02)  # 20 ms fades: no clicks
+    return (level * envelope * wave / np.max(np.abs(wave))).astype("<i2").tobytes()

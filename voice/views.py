@@ -1,0 +1,51 @@
+"""Token minting for FreeSWITCH's dialplan (mod_curl): ``GET /fork/token?uuid=<call uuid>``.
+
+Allowed from ``TOM_FORK_TOKEN_ALLOWED_IPS`` or with the shared secret
+``TOM_FORK_TOKEN_SECRET`` (header ``X-Tom-Token-Secret`` or ``secret=``). The body is the
+bare token, so the dialplan can put ``${curl(...)}`` straight into the fork URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from voice.auth import fork_token_mint
+
+logger = logging.getLogger(__name__)
+
+
+def _client_allowed(request: HttpRequest) -> bool:
+    secret = settings.TOM_FORK_TOKEN_SECRET
+    offered = request.headers.get("X-Tom-Token-Secret") or request.GET.get("secret", "")
+    if secret and offered and constant_time_compare(offered, secret):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    for allowed in settings.TOM_FORK_TOKEN_ALLOWED_IPS:
+        try:
+            if address in ipaddress.ip_network(allowed, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+@never_cache
+@require_GET
+def fork_token(request: HttpRequest) -> HttpResponse:
+    if not _client_allowed(request):
+        logger.warning("fork.token_refused")
+        return HttpResponseForbidden("not allowed to mint fork tokens\n", content_type="text/plain")
+    call_uuid = request.GET.get("uuid", "").strip()
+    if len(call_uuid) > 64:
+        return HttpResponse("uuid too long\n", status=400, content_type="text/plain")
+    return HttpResponse(fork_token_mint(call_uuid=call_uuid or None), content_type="text/plain")
