@@ -20,7 +20,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from tomsite import daphne_close_codes  # noqa: E402
 from voice.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_close_codes.install()  # 1007/1008/1009 closes of the fork contract
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.TOM_SERVE_STATIC else django_asgi_app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,22 +46,36 @@ def _child_setup() -> None:
 
 
 @pytest.fixture
-def live_server_echo(transactional_db: None, settings: object) -> Iterator[LiveServer]:
-    """daphne serving TOM with the echo session, on the test database."""
-    settings.TOM_SESSION_BACKEND = "echo"  # type: ignore[attr-defined]
-    settings.TOM_WS_IDLE_TIMEOUT_S = 5.0  # type: ignore[attr-defined]
-    connections.close_all()  # a forked child must not share the parent's sockets
-    process = DaphneProcess("127.0.0.1", partial(make_application, static_wrapper=None),
-                            setup=_child_setup)
-    process.start()
-    if not process.ready.wait(timeout=30):
-        process.terminate()
-        raise RuntimeError("daphne did not start")
+def live_server_factory(transactional_db: None, settings: Any) -> Iterator[Any]:
+    """Start daphne serving TOM on the test database, with settings overridden first."""
+    processes: list[DaphneProcess] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        settings.TOM_SESSION_BACKEND = "echo"
+        settings.TOM_WS_IDLE_TIMEOUT_S = 5.0
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        connections.close_all()  # a forked child must not share the parent's sockets
+        process = DaphneProcess("127.0.0.1", partial(make_application, static_wrapper=None),
+                                setup=_child_setup)
+        process.start()
+        processes.append(process)
+        if not process.ready.wait(timeout=30):
+            raise RuntimeError("daphne did not start")
+        return LiveServer("127.0.0.1", process.port.value)
+
     try:
-        yield LiveServer("127.0.0.1", process.port.value)
+        yield start
     finally:
-        process.terminate()
-        process.join(10)
+        for process in processes:
+            process.terminate()
+            process.join(10)
+
+
+@pytest.fixture
+def live_server_echo(live_server_factory: Any) -> LiveServer:
+    """daphne with the echo session."""
+    return live_server_factory()  # type: ignore[no-any-return]
 
 
 def voiced(rate: int, seconds: float, *, freq: float = 140.0, level: float = 6000) -> bytes:
