@@ -4,6 +4,10 @@ from django.apps import AppConfig
 
 
 class VoiceConfig(AppConfig):
-    verbose_name = "Voice"
     name = "voice"
+    verbose_name = "Voice"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Register the metrics at start-up so /metrics lists them before the first call.
+        from voice import metrics  # noqa: F401

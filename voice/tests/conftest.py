@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 from channels.testing.live import make_application, set_database_connection
 from daphne.testing import DaphneProcess
 from django.db import connections
 
 from voice.auth import fork_token_mint
+from voice.signals import voiced
 
 
 @dataclass
@@ -78,9 +78,4 @@ def live_server_echo(live_server_factory: Any) -> LiveServer:
     return live_server_factory()  # type: ignore[no-any-return]
 
 
-def voiced(rate: int, seconds: float, *, freq: float = 140.0, level: float = 6000) -> bytes:
-    """A buzzy vowel-like sound webrtcvad takes for speech."""
-    t = np.arange(int(rate * seconds)) / rate
-    wave = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 20))
-    envelope = np.minimum(1, np.minimum(t, t[::-1]) / 0.02)  # 20 ms fades: no clicks
-    return (level * envelope * wave / np.max(np.abs(wave))).astype("<i2").tobytes()
+__all__ = ["LiveServer", "voiced"]

@@ -1,0 +1,84 @@
+"""Place a call through TOM's fork endpoint as FreeSWITCH's mod_audio_fork would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from voice.auth import fork_token_mint
+from voice.client import ForkClient, Segment, read_wav, write_wav
+from voice.signals import voiced
+
+
+class Command(BaseCommand):
+    help = ("Stream WAV files (or a test buzz) to /ws/fork/ as mod_audio_fork does; print the "
+            "transcript and per-turn latency; write what the caller heard.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("wav", nargs="*", type=Path,
+                            help="caller utterances, played in order (default: one test buzz)")
+        parser.add_argument("--url", default=f"ws://{settings.TOM_HOST}:{settings.TOM_PORT}",
+                            help="server base URL (ws:// or wss://)")
+        parser.add_argument("--path", default="/ws/fork/",
+                            choices=["/ws/fork/", "/ws/audio-stream/"])
+        parser.add_argument("--mode", default="file", choices=["file", "stream"])
+        parser.add_argument("--rate", type=int, default=8000, choices=[8000, 16000, 24000])
+        parser.add_argument("--pause", type=float, default=2.0,
+                            help="seconds of silence after each utterance")
+        parser.add_argument("--telephone", action="store_true",
+                            help="pass the audio through μ-law first, like a phone line")
+        parser.add_argument("--encoding", default="l16", choices=["l16", "pcmu", "pcma"])
+        parser.add_argument("--token", help="use this token instead of minting one")
+        parser.add_argument("--language", default=settings.TOM_LANGUAGE)
+        parser.add_argument("--caller", default="", help="caller number (hashed by TOM)")
+        parser.add_argument("--fast", action="store_true", help="do not pace in real time")
+        parser.add_argument("--out", type=Path, help="write what the caller heard to this WAV")
+        parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rate = options["rate"]
+        if options["wav"]:
+            segments = [Segment(read_wav(p, rate=rate, telephone=options["telephone"]),
+                                pause_s=options["pause"]) for p in options["wav"]]
+        else:
+            segments = [Segment(voiced(rate, 1.0), pause_s=options["pause"])]
+        call_uuid = str(uuid.uuid4())
+        token = options["token"] or fork_token_mint(call_uuid=call_uuid)
+        query = f"token={token}&mode={options['mode']}"
+        if options["encoding"] != "l16":
+            query += f"&encoding={options['encoding']}"
+        metadata = {"uuid": call_uuid, "sampleRate": rate, "mixType": "mono",
+                    "direction": "inbound", "language": options["language"]}
+        if options["caller"]:
+            metadata["caller"] = options["caller"]
+        client = ForkClient(
+            url=f"{options['url'].rstrip('/')}{options['path']}?{query}", metadata=metadata,
+            rate=rate, segments=segments, fast=options["fast"], encoding=options["encoding"],
+            subprotocol=None if options["path"] == "/ws/audio-stream/" else
+            settings.TOM_FORK_SUBPROTOCOL,
+        )
+        try:
+            report = asyncio.run(client.run())
+        except (OSError, TimeoutError) as exc:
+            raise CommandError(f"could not reach {options['url']}: {exc}") from None
+        except Exception as exc:  # websockets' handshake errors name the HTTP status
+            raise CommandError(f"fork call failed: {exc}") from None
+        if options["out"]:
+            write_wav(options["out"], report.heard_pcm(rate), rate)
+        if options["json"]:
+            self.stdout.write(json.dumps({"call_uuid": call_uuid, **report.as_dict()}, indent=2))
+            return
+        self.stdout.write(f"call {call_uuid}: closed with {report.close_code}")
+        for item in report.transcripts:
+            self.stdout.write(f"  turn {item.get('turn')} {item.get('role')}: {item.get('text')}")
+        for index, latency in enumerate(report.turn_latencies(), start=1):
+            shown = "no answer" if latency is None else f"{latency * 1000:.0f} ms"
+            self.stdout.write(f"  turn {index}: end of speech -> first agent audio {shown}")
+        for error in report.errors:
+            self.stdout.write(self.style.ERROR(f"  error from TOM: {error}"))
