@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -187,9 +188,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
             return
         if self.end_reason is not None:
             return
+        started = time.perf_counter()
         pcm = decode_inbound(data, encoding=self.start.encoding, channels=self.start.channels)
         for frame in self.framer.push(pcm):
             await self.session.push_audio(frame, at=now)
+        metrics.FRAMES_RECEIVED.inc()
+        metrics.FRAME_PROCESSING.observe(time.perf_counter() - started)
 
     async def _receive_control(self, text: str) -> None:
         try:

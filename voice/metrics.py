@@ -29,3 +29,10 @@ OUTBOUND_UNDERRUNS = Counter(
 OUTBOUND_OVERRUNS = Counter(
     "tom_telephony_outbound_overruns", "Agent audio frames dropped because the buffer was full."
 )
+FRAMES_RECEIVED = Counter("tom_fork_frames_received", "Binary audio messages received.")
+FRAME_PROCESSING = Histogram(
+    "tom_fork_frame_processing_seconds",
+    "Server time to handle one inbound audio message (decode, frame, VAD, session).",
+    buckets=(0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
+             0.005, 0.01, 0.025),
+)

@@ -21,8 +21,10 @@ class Command(BaseCommand):
             "transcript and per-turn latency; write what the caller heard.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("wav", nargs="*", type=Path,
-                            help="caller utterances, played in order (default: one test buzz)")
+        parser.add_argument("wav", nargs="*",
+                            help="caller utterances in order, each PATH or PATH@PAUSE_S (a short "
+                                 "pause makes the next one interrupt the agent); default: a "
+                                 "one-second test buzz")
         parser.add_argument("--url", default=f"ws://{settings.TOM_HOST}:{settings.TOM_PORT}",
                             help="server base URL (ws:// or wss://)")
         parser.add_argument("--path", default="/ws/fork/",
@@ -44,8 +46,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         rate = options["rate"]
         if options["wav"]:
-            segments = [Segment(read_wav(p, rate=rate, telephone=options["telephone"]),
-                                pause_s=options["pause"]) for p in options["wav"]]
+            segments = []
+            for item in options["wav"]:
+                path, _, pause = item.rpartition("@") if "@" in item else (item, "", "")
+                try:
+                    pcm = read_wav(Path(path), rate=rate, telephone=options["telephone"])
+                    segments.append(Segment(pcm, pause_s=float(pause or options["pause"])))
+                except (OSError, ValueError, EOFError) as exc:
+                    raise CommandError(f"{item}: {exc}") from None
         else:
             segments = [Segment(voiced(rate, 1.0), pause_s=options["pause"])]
         call_uuid = str(uuid.uuid4())
