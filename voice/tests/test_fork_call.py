@@ -34,7 +34,7 @@ async def test_fork_call_plays_a_scripted_conversation_with_an_interruption(
 
 
 def test_fork_call_says_what_is_wrong(tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="missing.wav"):
+    with pytest.raises(CommandError, match=r"missing\.wav"):
         call_command("fork_call", str(tmp_path / "missing.wav"), "--url", "ws://127.0.0.1:9")
-    with pytest.raises(CommandError, match="could not reach|fork call failed"):
+    with pytest.raises(CommandError, match=r"could not reach|fork call failed"):
         call_command("fork_call", "--url", "ws://127.0.0.1:9", "--fast")
