@@ -169,7 +169,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tom"},
+            # channels-redis blocks 5 s in BZPOPMIN per receive; redis-py 8 times reads out
+            # after 5 s by default, which kills every consumer after 5 s of quiet.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                       "prefix": "tom"},
         }
     }
 else:

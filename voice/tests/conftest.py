@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 import pytest
-from channels.testing.live import make_application, set_database_connection
+from channels.testing.live import make_application
 from daphne.testing import DaphneProcess
 from django.db import connections
 
@@ -42,7 +42,13 @@ def _child_setup() -> None:
     from asgiref.sync import SyncToAsync
 
     SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
-    set_database_connection()
+    # Likewise a channel layer the parent opened holds asyncio Redis connections bound to
+    # the parent's loop and sockets: the child builds its own.
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    # The parent's settings already name the test database (pytest-django set them before
+    # the fork), so the child uses it as is.
 
 
 @pytest.fixture
