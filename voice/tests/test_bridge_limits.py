@@ -163,3 +163,16 @@ async def test_idle_connection_is_closed(live_server_factory: Any) -> None:
     code, messages = await _close_of(ws)
     assert code == 1000 and messages[-1] == {"type": "disconnect", "data": {"reason": "idle"}}
     assert (await ended_call(call_uuid)).end_reason == Call.EndReason.IDLE_TIMEOUT
+
+
+async def test_calls_beyond_the_limit_are_refused(live_server_factory: Any) -> None:
+    server = live_server_factory(TOM_MAX_CONCURRENT_CALLS=1)
+    first = await _open(server)
+    try:
+        assert await _refused(server.fork_url()) == 403
+        assert _metric(server, "tom_telephony_handshakes_refused_total", reason="overloaded") == 1
+    finally:
+        await first.close()
+    await asyncio.sleep(0.3)  # the server notices the hang-up and frees the slot
+    second = await _open(server)
+    await second.close()
