@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.utils.crypto import constant_time_compare
@@ -12,6 +10,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from greenlights.selectors import health_status
+from voice.access import client_in
 
 
 @never_cache
@@ -26,12 +25,7 @@ def _may_scrape(request: HttpRequest) -> bool:
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and constant_time_compare(offered.strip(), token):
         return True
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False)
-               for net in settings.TOM_METRICS_ALLOWED_IPS)
+    return client_in(request, settings.TOM_METRICS_ALLOWED_IPS)
 
 
 @never_cache

@@ -20,9 +20,9 @@ class WebrtcClassifier:
         self._rate = rate if rate in WEBRTC_RATES else 16000
         self._resampler = None if rate in WEBRTC_RATES else Resampler(rate, 16000)
 
-    def is_speech(self, frame: bytes) -> bool:
-        """Decide one 10/20/30 ms frame of 16-bit mono PCM."""
-        if dbfs(frame) < self.min_dbfs:
+    def is_speech(self, frame: bytes, *, level: float | None = None) -> bool:
+        """Decide one 10/20/30 ms frame of 16-bit mono PCM (``level``: its dBFS, if known)."""
+        if (dbfs(frame) if level is None else level) < self.min_dbfs:
             return False
         if self._resampler is not None:
             frame = self._resampler.process(frame)

@@ -7,7 +7,6 @@ bare token, so the dialplan can put ``${curl(...)}`` straight into the fork URL.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from voice.access import client_in
 from voice.auth import fork_token_mint
 
 logger = logging.getLogger(__name__)
@@ -26,17 +26,7 @@ def _client_allowed(request: HttpRequest) -> bool:
     offered = request.headers.get("X-Tom-Token-Secret") or request.GET.get("secret", "")
     if secret and offered and constant_time_compare(offered, secret):
         return True
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    for allowed in settings.TOM_FORK_TOKEN_ALLOWED_IPS:
-        try:
-            if address in ipaddress.ip_network(allowed, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return client_in(request, settings.TOM_FORK_TOKEN_ALLOWED_IPS)
 
 
 @never_cache

@@ -36,7 +36,7 @@ class EchoSession(RealtimeSession):
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
         level = dbfs(frame)
-        event = self._vad.update(self._classifier.is_speech(frame))
+        event = self._vad.update(self._classifier.is_speech(frame, level=level))
         if self._vad.state is VadState.QUIET and event is None:
             self._preroll.append(frame)
             self._loud_frames = 0
