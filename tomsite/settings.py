@@ -259,6 +259,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": TOM_LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},  # SQL at DEBUG would log parameters
+        "faster_whisper": {"level": "WARNING"},  # one INFO line per utterance
     },
 }
 

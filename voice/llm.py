@@ -1,0 +1,87 @@
+"""Language models: a streaming chat interface over llama.cpp (in-process), Ollama and
+OpenAI-compatible servers.
+
+``stream`` is a blocking generator of text deltas, run in a worker thread by the
+session; ``cancel`` (a ``threading.Event``) stops generation between tokens, which is
+how barge-in frees the model within one token's time.
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+
+from voice import models
+
+Message = dict[str, Any]
+
+
+class LlmBackend(abc.ABC):
+    @abc.abstractmethod
+    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+        """Yield the reply's text deltas; stop early when ``cancel`` is set."""
+
+
+class LlamaCppLlm(LlmBackend):
+    def __init__(self, model_path: str) -> None:
+        from llama_cpp import Llama
+
+        if not os.path.exists(model_path):
+            raise models.ModelError(f"no GGUF model at {model_path}: run manage.py tom_models")
+        threads = settings.TOM_LLM_THREADS or os.cpu_count() or 2
+        self.llm = Llama(model_path=model_path, n_ctx=settings.TOM_LLM_CONTEXT_TOKENS,
+                         n_threads=threads, n_gpu_layers=settings.TOM_LLM_GPU_LAYERS,
+                         verbose=False)
+        # One llama context cannot serve two generations at once.
+        self._lock = threading.Lock()
+        # Free the model before the interpreter tears down the C library it lives in.
+        atexit.register(self.llm.close)
+
+    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+        with self._lock:
+            chunks: Any = self.llm.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                stream=True, max_tokens=settings.TOM_LLM_MAX_TOKENS,
+                temperature=settings.TOM_LLM_TEMPERATURE,
+            )
+            for chunk in chunks:
+                if cancel.is_set():
+                    break
+                content = chunk["choices"][0].get("delta", {}).get("content")
+                if content:
+                    yield str(content)
+
+
+_lock = threading.Lock()
+_loaded: dict[tuple[Any, ...], LlmBackend] = {}
+
+
+def get_llm() -> LlmBackend:
+    """The process-wide LLM backend from ``TOM_LLM_BACKEND``."""
+    backend = settings.TOM_LLM_BACKEND
+    if backend != "llamacpp":
+        raise models.ModelError(f"LLM backend {backend!r} is not available in this build yet")
+    key = (backend, str(models.llm_model_path()))
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = LlamaCppLlm(str(models.llm_model_path()))
+        return _loaded[key]
+
+
+def system_prompt(*, language: str) -> str:
+    """The persona's instructions, from ``TOM_SYSTEM_PROMPT`` or built in per language."""
+    if settings.TOM_SYSTEM_PROMPT:
+        return str(settings.TOM_SYSTEM_PROMPT)
+    name = settings.TOM_PERSONA_NAME
+    if language.startswith("de"):
+        return (f"Du bist {name}, der freundliche Telefonassistent eines Autoteilehändlers. "
+                "Antworte auf Deutsch in ein oder zwei kurzen, gesprochenen Sätzen, ohne "
+                "Aufzählungen, Markdown oder Emojis.")
+    return (f"You are {name}, the friendly phone assistant of a car parts shop. Answer in "
+            "one or two short spoken sentences, without lists, markdown or emojis.")

@@ -1,0 +1,77 @@
+"""Caller utterances out of 20 ms frames: VAD, pre-roll, and the barge-in decision."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from voice.dsp.vad import VadEvent, VadMachine, VadParams, VadState, dbfs
+from voice.vad import WebrtcClassifier
+
+FRAME_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    pcm: bytes  # the caller's speech, trailing silence removed
+    started: bool  # this frame confirmed speech onset (SPEECH_START)
+
+
+class UtteranceSegmenter:
+    def __init__(self, *, rate: int, stop_ms: int | None = None) -> None:
+        self.params = VadParams(frame_s=FRAME_S, start_s=settings.TOM_VAD_START_MS / 1000,
+                                stop_s=(stop_ms or settings.TOM_VAD_STOP_MS) / 1000)
+        self.vad = VadMachine(self.params)
+        self.classifier = WebrtcClassifier(rate=rate,
+                                           aggressiveness=settings.TOM_VAD_AGGRESSIVENESS)
+        # Frames before the VAD confirms speech belong to the utterance too.
+        self._preroll: deque[bytes] = deque(maxlen=self.params.start_frames + 2)
+        self._frames: list[bytes] = []
+        self._loud = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self.vad.state is not VadState.QUIET
+
+    @property
+    def speech_onset_ago_s(self) -> float:
+        return self.vad.speech_frames * FRAME_S
+
+    def barge_in_ready(self) -> bool:
+        """Loud speech has lasted long enough to interrupt the agent.
+
+        Backchannels ("hm", "ja") and the agent's own echo are short or quiet: demand both
+        ``TOM_BARGE_IN_MIN_SPEECH_MS`` and ``TOM_BARGE_IN_MIN_DBFS``.
+        """
+        return self._loud * FRAME_S * 1000 >= settings.TOM_BARGE_IN_MIN_SPEECH_MS
+
+    def push(self, frame: bytes) -> tuple[VadEvent | None, bytes | None]:
+        """Feed a frame; return the VAD event, and the utterance when one just ended."""
+        level = dbfs(frame)
+        event = self.vad.update(self.classifier.is_speech(frame, level=level))
+        if self.vad.state is VadState.QUIET and event is None:
+            self._preroll.append(frame)
+            self._loud = 0
+            return None, None
+        if not self._frames:
+            self._frames.extend(self._preroll)
+            self._preroll.clear()
+        self._frames.append(frame)
+        if level >= settings.TOM_BARGE_IN_MIN_DBFS:
+            self._loud += 1
+        if event is VadEvent.SPEECH_END:
+            return event, self.take()
+        return event, None
+
+    def take(self) -> bytes | None:
+        """The utterance so far (trailing silence dropped), and start afresh."""
+        if not self._frames:
+            return None
+        keep = max(1, len(self._frames) - (self.params.stop_frames
+                                           if self.vad.state is VadState.QUIET else 0))
+        pcm = b"".join(self._frames[:keep])
+        self._frames, self._loud = [], 0
+        self.vad.reset()
+        return pcm

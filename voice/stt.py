@@ -1,0 +1,92 @@
+"""Speech-to-text: faster-whisper on one caller utterance at a time.
+
+Models load once per process and are shared by every call; inference runs in worker
+threads (the caller of ``transcribe`` uses ``asyncio.to_thread``) so the event loop
+never blocks. int8 on the CPU, float16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from voice import models
+from voice.dsp.resample import resample
+
+WHISPER_RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    text: str
+    language: str
+    ms: int
+
+
+class SttBackend(abc.ABC):
+    @abc.abstractmethod
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
+        """Transcribe 16-bit mono PCM at ``rate``; blocking (run it in a thread)."""
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count()) > 0
+    except Exception:  # no CUDA runtime at all is the CPU case, not an error
+        return False
+
+
+class WhisperStt(SttBackend):
+    def __init__(self, model_dir: Path, *, device: str = "auto", compute_type: str = "auto",
+                 beam_size: int = 1) -> None:
+        from faster_whisper import WhisperModel
+
+        if not (model_dir / "model.bin").exists():
+            raise models.ModelError(f"no Whisper model in {model_dir}: run manage.py tom_models")
+        self.device = ("cuda" if _cuda_available() else "cpu") if device == "auto" else device
+        if compute_type == "auto":
+            compute_type = "float16" if self.device == "cuda" else "int8"
+        self.model = WhisperModel(str(model_dir), device=self.device, compute_type=compute_type)
+        self.english_only = model_dir.name.endswith(".en") or "tiny_en" in str(model_dir) or (
+            model_dir == models.tiny_en_dir())
+        self.beam_size = beam_size
+
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
+        started = time.perf_counter()
+        audio16 = pcm if rate == WHISPER_RATE else resample(pcm, rate, WHISPER_RATE)
+        audio = np.frombuffer(audio16, dtype="<i2").astype(np.float32) / 32768.0
+        lang = "en" if self.english_only else (language or None)
+        segments, info = self.model.transcribe(
+            audio, language=lang, beam_size=self.beam_size,
+            condition_on_previous_text=False,  # no hallucinated carry-over between turns
+            vad_filter=False,  # TOM's own VAD already cut the utterance
+        )
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcription(text=text, language=info.language,
+                             ms=round((time.perf_counter() - started) * 1000))
+
+
+_lock = threading.Lock()
+_loaded: dict[tuple[Any, ...], SttBackend] = {}
+
+
+def get_stt(model: str | None = None) -> SttBackend:
+    """The process-wide STT backend for ``model`` (default ``TOM_STT_MODEL``)."""
+    model_dir = models.stt_model_dir(model)
+    key = (str(model_dir), settings.TOM_STT_DEVICE, settings.TOM_STT_COMPUTE_TYPE,
+           settings.TOM_STT_BEAM_SIZE)
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = WhisperStt(model_dir, device=settings.TOM_STT_DEVICE,
+                                      compute_type=settings.TOM_STT_COMPUTE_TYPE,
+                                      beam_size=settings.TOM_STT_BEAM_SIZE)
+        return _loaded[key]
