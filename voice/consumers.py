@@ -25,6 +25,7 @@ from voice import metrics
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
 from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.pcm import decode_inbound
+from voice.models import ModelError
 from voice.protocols import outbound
 from voice.protocols.metadata import (
     CallStart,
@@ -37,6 +38,7 @@ from voice.session.base import RealtimeSession
 from voice.session.events import AgentAudio, AgentSpeech, EndCall, Interruption, Transcript
 from voice.session.factory import BackendUnavailable, create_session
 from voice.transport import StreamPacer
+from voice.tts import TtsError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,8 @@ class ForkConsumer(AsyncWebsocketConsumer):
             return
         try:
             self.session = create_session(call=start)
-        except BackendUnavailable as exc:
+            await self.session.prepare()
+        except (BackendUnavailable, ModelError, TtsError) as exc:
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
         await database_sync_to_async(call_services.call_answer)(call=self.call)
@@ -236,16 +239,23 @@ class ForkConsumer(AsyncWebsocketConsumer):
         speech, now = event.speech, self.loop.time()
         if speech.interrupted_at is not None:
             return  # data frames of an interrupted utterance are dropped
-        if speech.first_sent_at is None:
+        if not event.pcm and not event.final:
+            return
+        if speech.first_sent_at is None and event.pcm:
             speech.first_sent_at = now
+            if speech.e2e_ms is not None:
+                metrics.E2E_LATENCY.observe(speech.e2e_ms / 1000)
+        text = event.text or speech.text
         if self.pacer is not None:
             self.pacer.write(speech, event.pcm, final=event.final)
+        elif not event.pcm:
+            pass  # file modes: the end of an utterance needs no message of its own
         elif self.flavour == "audio_stream":
-            await self.send(text_data=outbound.stream_audio(
-                pcm=event.pcm, rate=speech.rate, text=speech.text))
+            await self.send(text_data=outbound.stream_audio(pcm=event.pcm, rate=speech.rate,
+                                                            text=text))
         else:
-            await self.send(text_data=outbound.play_audio(
-                pcm=event.pcm, rate=speech.rate, text=speech.text))
+            await self.send(text_data=outbound.play_audio(pcm=event.pcm, rate=speech.rate,
+                                                          text=text))
         if event.final:
             self._spawn(self._record_when_played(speech), "record")
 
@@ -258,7 +268,6 @@ class ForkConsumer(AsyncWebsocketConsumer):
         await self._record_turn(event.speech, now)
 
     async def _record_when_played(self, speech: AgentSpeech) -> None:
-        await asyncio.sleep(speech.audio_ms / 1000)
         # Playout is known from elapsed time (or a mark reply); nothing signals it.
         while speech.playing(self.loop.time()):  # noqa: ASYNC110
             await asyncio.sleep(0.05)

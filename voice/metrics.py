@@ -36,3 +36,16 @@ FRAME_PROCESSING = Histogram(
     buckets=(0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
              0.005, 0.01, 0.025),
 )
+
+_STAGE_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+STT_LATENCY = Histogram("tom_stt_latency_seconds", "Utterance end to transcript.",
+                        buckets=_STAGE_BUCKETS)
+LLM_LATENCY = Histogram("tom_llm_latency_seconds", "Prompt to the LLM's first token.",
+                        buckets=_STAGE_BUCKETS)
+TTS_LATENCY = Histogram("tom_tts_latency_seconds", "Clause to its first audio.",
+                        buckets=_STAGE_BUCKETS)
+E2E_LATENCY = Histogram("tom_pipeline_e2e_latency_seconds",
+                        "Caller's end of speech to the first agent audio sent.",
+                        buckets=(*_STAGE_BUCKETS, 8.0))
+BACKPRESSURE = Counter("tom_pipeline_backpressure", "Model requests that found the model busy.",
+                       ["stage"])

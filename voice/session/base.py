@@ -21,6 +21,9 @@ class RealtimeSession(abc.ABC):
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self.speech: AgentSpeech | None = None  # the latest agent utterance
 
+    async def prepare(self) -> None:  # noqa: B027  (optional hook: most sessions load nothing)
+        """Load what the session needs before the call is answered (models, voices)."""
+
     @abc.abstractmethod
     async def push_audio(self, frame: bytes, *, at: float) -> None:
         """One frame of caller audio, received at loop time ``at``."""

@@ -29,6 +29,24 @@ class AgentSpeech:
     played_ms: float | None = None  # confirmed by the module (jambonz marks)
     interrupted_at: float | None = None
     recorded: bool = False
+    # (clause text, ms of audio before it) in order, so the heard part can be cut out.
+    clauses: list[tuple[str, float]] = field(default_factory=list)
+
+    def heard_text(self, now: float) -> str:
+        """The part of the reply the caller heard: whole clauses, the last one cut by words."""
+        heard_ms = self.heard_ms(now)
+        if heard_ms >= self.audio_ms or not self.clauses:
+            return self.text
+        parts = []
+        for index, (clause, start_ms) in enumerate(self.clauses):
+            if start_ms >= heard_ms:
+                break
+            end_ms = self.clauses[index + 1][1] if index + 1 < len(self.clauses) \
+                else self.audio_ms
+            share = (heard_ms - start_ms) / max(end_ms - start_ms, 1.0)
+            words = clause.split()
+            parts.append(" ".join(words[: max(1, int(len(words) * min(share, 1.0)))]))
+        return " ".join(parts)
 
     @property
     def audio_ms(self) -> float:
@@ -65,6 +83,7 @@ class AgentAudio:
     speech: AgentSpeech
     pcm: bytes
     final: bool = False
+    text: str = ""  # the words in ``pcm`` (one clause), for textContent
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,5 +18,9 @@ def create_session(*, call: CallStart, backend: str | None = None) -> RealtimeSe
         from voice.session.echo import EchoSession
 
         return EchoSession(call=call)
-    # The local-model and provider backends arrive with the realtime voice session.
+    if name == "local":
+        from voice.session.local import LocalSession
+
+        return LocalSession(call=call)
+    # The provider backend (OpenAI-compatible HTTP) is not built yet.
     raise BackendUnavailable(f"session backend {name!r} is not available in this build")

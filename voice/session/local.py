@@ -1,0 +1,191 @@
+"""The local session: VAD → faster-whisper → llama.cpp → Piper, in this process.
+
+Models load once per process (voice.stt/llm/tts) and run in worker threads, each stage
+behind a semaphore sized by ``TOM_*_MAX_CONCURRENCY``. A turn is one task the session
+owns: it transcribes the utterance, streams the reply through the clause chunker and
+speaks each clause as soon as it is complete. Barge-in cancels the turn (the LLM stops
+at its next token), and the history keeps only what the caller heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from voice import llm as llm_module
+from voice import metrics, stt, tts
+from voice.chunker import Chunker
+from voice.dsp.resample import resample
+from voice.protocols.metadata import CallStart
+from voice.session.base import RealtimeSession
+from voice.session.events import AgentAudio, AgentSpeech, Interruption, Transcript
+from voice.session.segmenter import UtteranceSegmenter
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
+BUSY_WAIT_S = 8.0
+_semaphores: dict[str, asyncio.Semaphore] = {}
+
+
+def _stage(name: str, size: int) -> asyncio.Semaphore:
+    # One per event loop and stage; daphne runs one loop per process.
+    if name not in _semaphores:
+        _semaphores[name] = asyncio.Semaphore(size)
+    return _semaphores[name]
+
+
+@contextlib.asynccontextmanager
+async def _slot(name: str, size: int) -> Any:
+    semaphore = _stage(name, size)
+    if semaphore.locked():
+        metrics.BACKPRESSURE.labels(stage=name).inc()
+    await asyncio.wait_for(semaphore.acquire(), BUSY_WAIT_S)
+    try:
+        yield
+    finally:
+        semaphore.release()
+
+
+class LocalSession(RealtimeSession):
+    def __init__(self, *, call: CallStart) -> None:
+        super().__init__(call=call)
+        self.language = (call.language or settings.TOM_LANGUAGE or "en").lower()
+        self.segmenter = UtteranceSegmenter(rate=call.sample_rate)
+        self.history: list[dict[str, str]] = []
+        self._turn = 0
+        self._task: asyncio.Task[None] | None = None
+        self._cancel = threading.Event()
+
+    async def prepare(self) -> None:
+        """Load (or reuse) the models before the call is answered."""
+        await asyncio.gather(asyncio.to_thread(stt.get_stt), asyncio.to_thread(llm_module.get_llm),
+                             asyncio.to_thread(tts.get_tts, self.language))
+
+    async def push_audio(self, frame: bytes, *, at: float) -> None:
+        _, utterance = self.segmenter.push(frame)
+        speech = self.speech
+        if speech is not None and speech.playing(at) and self.segmenter.in_speech \
+                and self.segmenter.barge_in_ready():
+            await self._barge_in(speech, at)
+        if utterance is not None:
+            await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
+
+    async def _barge_in(self, speech: AgentSpeech, now: float) -> None:
+        speech.interrupted_at = now
+        self._stop_turn()
+        heard = speech.heard_text(now)
+        if self.history and self.history[-1]["role"] == "assistant":
+            self.history[-1]["content"] = heard
+        elif heard:
+            self.history.append({"role": "assistant", "content": heard})
+        await self.events.put(Interruption(
+            speech=speech, speech_onset_at=now - self.segmenter.speech_onset_ago_s))
+
+    def _stop_turn(self) -> None:
+        self._cancel.set()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _start_turn(self, pcm: bytes, *, speech_end_at: float) -> None:
+        self._stop_turn()  # a caller still talking supersedes a turn not yet spoken
+        self._cancel = threading.Event()
+        self._turn += 1
+        self._task = asyncio.create_task(self._run_turn(pcm, speech_end_at, self._turn,
+                                                        self._cancel), name="local-turn")
+        self._task.add_done_callback(self._turn_done)
+
+    def _turn_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("session.turn_failed", exc_info=task.exception(),
+                         extra={"turn": self._turn})
+
+    async def _run_turn(self, pcm: bytes, speech_end_at: float, turn: int,
+                        cancel: threading.Event) -> None:
+        rate = self.call.sample_rate
+        async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
+            heard = await asyncio.to_thread(stt.get_stt().transcribe, pcm, rate=rate,
+                                            language=self.language)
+        metrics.STT_LATENCY.observe(heard.ms / 1000)
+        if not heard.text:
+            return
+        await self.events.put(Transcript(role="caller", text=heard.text, final=True, turn=turn))
+        self.history.append({"role": "user", "content": heard.text})
+        messages = [{"role": "system", "content": llm_module.system_prompt(
+            language=self.language)}, *self.history[-HISTORY_TURNS * 2:]]
+        speech = AgentSpeech(turn=turn, text="", rate=rate, caller_text=heard.text,
+                             caller_speech_end_at=speech_end_at, timings={"stt_ms": heard.ms})
+        self.speech = speech
+        await self._speak_reply(messages, speech, cancel)
+
+    async def _speak_reply(self, messages: list[dict[str, Any]], speech: AgentSpeech,
+                           cancel: threading.Event) -> None:
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[str | None] = asyncio.Queue()
+        engine = await asyncio.to_thread(tts.get_tts, self.language)
+
+        def generate() -> None:
+            try:
+                for token in llm_module.get_llm().stream(messages, cancel=cancel):
+                    loop.call_soon_threadsafe(tokens.put_nowait, token)
+            finally:
+                loop.call_soon_threadsafe(tokens.put_nowait, None)
+
+        chunker, started = Chunker(), time.perf_counter()
+        spoken: list[str] = []
+        async with _slot("llm", settings.TOM_LLM_MAX_CONCURRENCY):
+            producer = loop.run_in_executor(None, generate)
+            try:
+                while (token := await tokens.get()) is not None:
+                    if "llm_first_token_ms" not in speech.timings:
+                        speech.timings["llm_first_token_ms"] = round(
+                            (time.perf_counter() - started) * 1000)
+                        metrics.LLM_LATENCY.observe(speech.timings["llm_first_token_ms"] / 1000)
+                    for clause in chunker.feed(token):
+                        await self._say(clause, speech, engine, spoken)
+                for clause in chunker.flush():
+                    await self._say(clause, speech, engine, spoken)
+            finally:
+                cancel.set()
+                await producer
+        speech.complete = True
+        speech.text = " ".join(spoken)
+        self.history.append({"role": "assistant", "content": speech.text})
+        await self.events.put(AgentAudio(speech=speech, pcm=b"", final=True))
+        await self.events.put(Transcript(role="agent", text=speech.text, final=True,
+                                         turn=speech.turn))
+
+    async def _say(self, clause: str, speech: AgentSpeech, engine: tts.TtsBackend,
+                   spoken: list[str]) -> None:
+        started = time.perf_counter()
+        async with _slot("tts", settings.TOM_TTS_MAX_CONCURRENCY):
+            pcm = await asyncio.to_thread(engine.synthesize, clause)
+        pcm = resample(pcm, engine.rate, speech.rate)
+        if "tts_first_audio_ms" not in speech.timings:
+            speech.timings["tts_first_audio_ms"] = round((time.perf_counter() - started) * 1000)
+            metrics.TTS_LATENCY.observe(speech.timings["tts_first_audio_ms"] / 1000)
+        speech.clauses.append((clause, speech.audio_ms))
+        speech.audio_bytes += len(pcm)
+        spoken.append(clause)
+        speech.text = " ".join(spoken)
+        await self.events.put(AgentAudio(speech=speech, pcm=pcm, text=clause))
+
+    async def end_of_input(self, *, at: float) -> None:
+        pcm = self.segmenter.take()
+        if pcm:
+            await self._start_turn(pcm, speech_end_at=at)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), 30)
+
+    async def aclose(self) -> None:
+        self._stop_turn()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
