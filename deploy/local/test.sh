@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install TOM with its dev tools into .venv, run the quality gates, then the test suite
 # twice: against PostgreSQL + Redis (DATABASE_URL / REDIS_URL, defaulting to the local
-# services) and again on the embedded default (SQLite, in-memory layer, filesystem broker).
+# services) and again on the embedded default (SQLite, in-memory layer, filesystem broker;
+# the real-model tests run in the first pass only).
 # Extra arguments go to the first pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-extras="dev" source deploy/local/_venv.sh
+extras="dev,models" source deploy/local/_venv.sh
+source deploy/local/_system.sh
 
 data_dir=$(mktemp -d)
 trap 'rm -rf "$data_dir"' EXIT
@@ -22,4 +24,4 @@ REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}" \
 
 echo "== tests on the embedded default"
 env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL TOM_DATA_DIR="$data_dir/embedded" \
-  python -m pytest -q -m "not redis and not postgres"
+  python -m pytest -q -m "not redis and not postgres and not models"

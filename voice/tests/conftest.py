@@ -47,6 +47,11 @@ def _child_setup() -> None:
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
+    # Models the parent loaded carry thread pools that did not survive the fork.
+    from voice import llm, stt, tts
+
+    for cache in (llm._loaded, stt._loaded, tts._loaded):
+        cache.clear()
     # The parent's settings already name the test database (pytest-django set them before
     # the fork), so the child uses it as is.
 

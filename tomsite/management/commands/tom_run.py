@@ -27,6 +27,8 @@ class Command(BaseCommand):
                           help="stop everything once all three are ready (a smoke test)")
         mode.add_argument("--stop", action="store_true",
                           help="stop processes started earlier with --detach")
+        parser.add_argument("--demo-call", action="store_true",
+                            help="once ready, place one demo call through /ws/fork/")
 
     def handle(self, *args: Any, **options: Any) -> None:
         data_dir = settings.TOM_DATA_DIR
@@ -52,6 +54,8 @@ class Command(BaseCommand):
             for child in children:
                 child.stop()
             raise CommandError(str(exc)) from None
+        if options["demo_call"]:
+            self._demo_call(host, port, bool(all(tls)))
         if options["exit_when_ready"]:
             for child in children:
                 child.stop()
@@ -98,6 +102,27 @@ class Command(BaseCommand):
         runner.stay_alive(children, seconds=1.5)
         self.stdout.write(f"beat     ready  DatabaseScheduler   log: {beat.log_path}")
         self.stdout.write(self.style.SUCCESS(f"\nTOM admin: {base}/admin/"))
+
+    def _demo_call(self, host: str, port: int, tls: bool) -> None:
+        from voice.demo import DEMO_QUESTION, demo_call
+
+        shown = f"[{host}]" if ":" in host else host
+        self.stdout.write(f"\ndemo call: a caller asks {DEMO_QUESTION!r} over an 8 kHz line")
+        try:
+            result = demo_call(ws_base=f"{'wss' if tls else 'ws'}://{shown}:{port}")
+        except Exception as exc:  # the demo must not take the running server down with it
+            self.stdout.write(self.style.ERROR(f"demo call failed: {exc}"))
+            return
+        for item in result.report.transcripts:
+            self.stdout.write(f"  {item.get('role'):>6}: {item.get('text')}")
+        for error in result.report.errors:
+            self.stdout.write(self.style.ERROR(f"  error from TOM: {error}"))
+        turn = result.call.turns.first() if result.call else None
+        if turn is not None:
+            self.stdout.write(
+                f"  latency: STT {turn.stt_ms} ms, LLM first token {turn.llm_first_token_ms} ms,"
+                f" TTS first audio {turn.tts_first_audio_ms} ms, end of speech to first agent"
+                f" audio {turn.e2e_ms} ms (includes {settings.TOM_VAD_STOP_MS} ms VAD silence)")
 
     def _supervise(self, children: list[runner.Child]) -> None:
         stopping = False

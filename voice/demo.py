@@ -1,0 +1,47 @@
+"""The run command's demo call: a Piper-made caller question through the real endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from calls.models import Call
+from voice import tts
+from voice.auth import fork_token_mint
+from voice.client import CallReport, ForkClient, Segment, read_wav, write_wav
+
+DEMO_QUESTION = "Hello, what are your opening hours on Saturday?"
+
+
+@dataclass
+class DemoResult:
+    call: Call | None
+    report: CallReport
+
+
+def demo_caller_wav() -> Path:
+    """The caller's question, spoken once by the packaged Piper voice and kept."""
+    path = Path(settings.TOM_DATA_DIR) / "demo" / "caller_question.wav"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = tts.get_tts("en")
+        write_wav(path, engine.synthesize(DEMO_QUESTION), engine.rate)
+    return path
+
+
+def demo_call(*, ws_base: str, rate: int = 8000) -> DemoResult:
+    """Place one call as FreeSWITCH would (8 kHz, μ-law line) and return what happened."""
+    call_uuid = f"demo-{uuid.uuid4()}"
+    client = ForkClient(
+        url=f"{ws_base}/ws/fork/?token={fork_token_mint(call_uuid=call_uuid)}",
+        metadata={"uuid": call_uuid, "sampleRate": rate, "language": "en",
+                  "direction": "inbound"},
+        rate=rate,
+        segments=[Segment(read_wav(demo_caller_wav(), rate=rate, telephone=True), pause_s=8.0)],
+    )
+    report = asyncio.run(client.run())
+    return DemoResult(call=Call.objects.filter(uuid=call_uuid).first(), report=report)

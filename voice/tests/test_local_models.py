@@ -1,0 +1,107 @@
+"""Real models through the real server: Piper speaks a caller's question over an 8 kHz
+μ-law line, Whisper transcribes it, Qwen answers, Piper speaks the answer back."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+
+from calls.models import Call
+from voice import models, stt, tts
+from voice.client import ForkClient, Segment
+from voice.dsp import g711
+from voice.dsp.resample import resample
+from voice.tests.conftest import LiveServer
+
+pytestmark = [pytest.mark.models, pytest.mark.slow]
+
+QUESTION = "Hello, what are your opening hours on Saturday morning?"
+NUMBERS = {"seven": "7", "three": "3", "eight": "8", "ten": "10"}
+
+
+def words(text: str) -> list[str]:
+    tokens = re.findall(r"[a-zäöüß0-9']+", text.lower())
+    return [NUMBERS.get(t, t) for t in tokens]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[len(hyp)] / max(len(ref), 1)
+
+
+@pytest.fixture(scope="module")
+def assembled(tmp_path_factory: pytest.TempPathFactory) -> None:
+    for name in models.SPECS:
+        models.assemble(name)
+
+
+def _telephone(pcm: bytes, rate: int) -> bytes:
+    return g711.ulaw_decode(g711.ulaw_encode(resample(pcm, rate, 8000)))
+
+
+async def test_a_spoken_question_is_understood_and_answered(
+        assembled: None, live_server_factory: Any) -> None:
+    server: LiveServer = live_server_factory(TOM_SESSION_BACKEND="local")
+    voice = await sync_to_async(tts.get_tts)("en")
+    question = _telephone(await sync_to_async(voice.synthesize)(QUESTION), voice.rate)
+    call_uuid = str(uuid.uuid4())
+    client = ForkClient(url=server.fork_url(call_uuid=call_uuid),
+                        metadata={"uuid": call_uuid, "sampleRate": 8000, "language": "en"},
+                        rate=8000, segments=[Segment(question, pause_s=8.0)])
+    report = await client.run()
+    assert report.errors == []
+    caller = [t["text"] for t in report.transcripts if t["role"] == "caller"]
+    agent = [t["text"] for t in report.transcripts if t["role"] == "agent"]
+    assert caller and wer(QUESTION, caller[0]) <= 0.15, caller
+    assert agent and agent[0]
+    # What the caller heard, transcribed by Whisper, is English that relates to the question.
+    heard = report.heard_pcm(8000)
+    assert len(heard) > 8000  # more than half a second of agent audio
+    said = await sync_to_async(stt.get_stt().transcribe)(heard, rate=8000, language="en")
+    assert len(words(said.text)) >= 3
+    assert set(words(said.text)) & {"open", "opening", "hours", "saturday", "am", "pm", "we",
+                                    "closed", "morning"}, said.text
+    call = await database_sync_to_async(Call.objects.get)(uuid=call_uuid)
+    turn = await database_sync_to_async(call.turns.get)(index=0)
+    assert turn.caller_text == caller[0] and turn.stt_ms and turn.llm_first_token_ms
+    assert turn.tts_first_audio_ms is not None and turn.e2e_ms is not None
+
+
+def test_german_espeak_utterance_is_transcribed_in_german(
+        assembled: None, capsys: pytest.CaptureFixture[str]) -> None:
+    reference = "Guten Tag, haben Sie Bremsbeläge für einen Golf?"
+    engine = tts.get_tts("de")
+    assert isinstance(engine, tts.EspeakTts)  # no German Piper voice ships: the fallback speaks
+    audio = _telephone(engine.synthesize(reference), engine.rate)
+    result = stt.get_stt().transcribe(audio, rate=8000, language="de")
+    assert result.language == "de" and words(result.text)
+    with capsys.disabled():  # the issue asks for the number, good or bad
+        score = wer(reference, result.text)
+        print(f"\nGerman espeak over 8 kHz mu-law, Whisper base: WER {score:.0%} "  # noqa: T201
+              f"({result.text!r})")
+
+
+def test_model_assembly_refuses_a_corrupt_part(tmp_path: Path, settings: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.TOM_DATA_DIR = tmp_path
+    part = tmp_path / "pkg" / "data"
+    part.mkdir(parents=True)
+    (part / "model.bin.part1").write_bytes(b"not a model")
+    spec = models.ModelSpec(name="broken", parts=(("pkg", "data/model.bin.part1"),),
+                            target="model.bin", sha256="0" * 64)
+    monkeypatch.setitem(models.SPECS, "broken", spec)
+    monkeypatch.setattr(models, "package_dir", lambda package: tmp_path / package)
+    with pytest.raises(models.ModelError, match="checksum mismatch"):
+        models.assemble("broken")
+    assert not (tmp_path / "models" / "broken" / "model.bin").exists()
