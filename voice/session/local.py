@@ -54,8 +54,13 @@ async def _slot(name: str, size: int) -> Any:
 
 
 class LocalSession(RealtimeSession):
-    def __init__(self, *, call: CallStart) -> None:
+    """``stt``/``llm``/``tts`` default to the process-wide models; tests pass scripted ones."""
+
+    def __init__(self, *, call: CallStart, stt_backend: stt.SttBackend | None = None,
+                 llm_backend: llm_module.LlmBackend | None = None,
+                 tts_backend: tts.TtsBackend | None = None) -> None:
         super().__init__(call=call)
+        self._stt, self._llm, self._tts = stt_backend, llm_backend, tts_backend
         self.language = (call.language or settings.TOM_LANGUAGE or "en").lower()
         self.segmenter = UtteranceSegmenter(rate=call.sample_rate)
         self.history: list[dict[str, str]] = []
@@ -65,8 +70,9 @@ class LocalSession(RealtimeSession):
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
-        await asyncio.gather(asyncio.to_thread(stt.get_stt), asyncio.to_thread(llm_module.get_llm),
-                             asyncio.to_thread(tts.get_tts, self.language))
+        self._stt = self._stt or await asyncio.to_thread(stt.get_stt)
+        self._llm = self._llm or await asyncio.to_thread(llm_module.get_llm)
+        self._tts = self._tts or await asyncio.to_thread(tts.get_tts, self.language)
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
         _, utterance = self.segmenter.push(frame)
@@ -76,6 +82,9 @@ class LocalSession(RealtimeSession):
             await self._barge_in(speech, at)
         if utterance is not None:
             await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
+
+    def _stt_backend(self) -> stt.SttBackend:
+        return self._stt or stt.get_stt()
 
     async def _barge_in(self, speech: AgentSpeech, now: float) -> None:
         speech.interrupted_at = now
@@ -110,7 +119,7 @@ class LocalSession(RealtimeSession):
                         cancel: threading.Event) -> None:
         rate = self.call.sample_rate
         async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
-            heard = await asyncio.to_thread(stt.get_stt().transcribe, pcm, rate=rate,
+            heard = await asyncio.to_thread(self._stt_backend().transcribe, pcm, rate=rate,
                                             language=self.language)
         metrics.STT_LATENCY.observe(heard.ms / 1000)
         if not heard.text:
@@ -128,11 +137,14 @@ class LocalSession(RealtimeSession):
                            cancel: threading.Event) -> None:
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue[str | None] = asyncio.Queue()
-        engine = await asyncio.to_thread(tts.get_tts, self.language)
+        engine: tts.TtsBackend = (self._tts if self._tts is not None
+                                  else await asyncio.to_thread(tts.get_tts, self.language))
+        model: llm_module.LlmBackend = (self._llm if self._llm is not None
+                                        else await asyncio.to_thread(llm_module.get_llm))
 
         def generate() -> None:
             try:
-                for token in llm_module.get_llm().stream(messages, cancel=cancel):
+                for token in model.stream(messages, cancel=cancel):
                     loop.call_soon_threadsafe(tokens.put_nowait, token)
             finally:
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
