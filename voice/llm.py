@@ -65,12 +65,20 @@ _loaded: dict[tuple[Any, ...], LlmBackend] = {}
 def get_llm() -> LlmBackend:
     """The process-wide LLM backend from ``TOM_LLM_BACKEND``."""
     backend = settings.TOM_LLM_BACKEND
-    if backend != "llamacpp":
-        raise models.ModelError(f"LLM backend {backend!r} is not available in this build yet")
-    key = (backend, str(models.llm_model_path()))
+    key: tuple[Any, ...] = (backend, str(models.llm_model_path()) if backend == "llamacpp"
+                            else settings.TOM_PROVIDER_BASE_URL + settings.OLLAMA_HOST)
     with _lock:
         if key not in _loaded:
-            _loaded[key] = LlamaCppLlm(str(models.llm_model_path()))
+            if backend == "llamacpp":
+                _loaded[key] = LlamaCppLlm(str(models.llm_model_path()))
+            elif backend == "ollama":
+                from voice.providers import OllamaLlm
+
+                _loaded[key] = OllamaLlm()
+            else:
+                from voice.providers import OpenAiLlm
+
+                _loaded[key] = OpenAiLlm()
         return _loaded[key]
 
 

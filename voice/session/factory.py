@@ -22,5 +22,14 @@ def create_session(*, call: CallStart, backend: str | None = None) -> RealtimeSe
         from voice.session.local import LocalSession
 
         return LocalSession(call=call)
-    # The provider backend (OpenAI-compatible HTTP) is not built yet.
+    if name == "provider":
+        from voice.egress import EgressRefused
+        from voice.providers import OpenAiLlm, OpenAiStt, OpenAiTts
+        from voice.session.local import LocalSession
+
+        try:
+            return LocalSession(call=call, stt_backend=OpenAiStt(), llm_backend=OpenAiLlm(),
+                                tts_backend=OpenAiTts())
+        except EgressRefused as exc:
+            raise BackendUnavailable(str(exc)) from None
     raise BackendUnavailable(f"session backend {name!r} is not available in this build")

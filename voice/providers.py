@@ -1,0 +1,124 @@
+"""Model backends over HTTP: OpenAI-compatible servers (vLLM, llama.cpp's server, Ollama's
+``/v1``, clouds) and Ollama's native ``/api/chat``.
+
+Each checks the endpoint against the egress policy before its first request. Chat streams
+token deltas (SSE for OpenAI, NDJSON for Ollama); STT posts a WAV to
+``/v1/audio/transcriptions``; TTS asks ``/v1/audio/speech`` for raw 16-bit PCM.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from voice.egress import check_endpoint
+from voice.llm import LlmBackend, Message
+from voice.stt import SttBackend, Transcription
+from voice.tts import TtsBackend
+
+PROVIDER_TTS_RATE = 24000  # OpenAI's "pcm" response format: 24 kHz mono 16-bit
+
+
+def _client(base_url: str) -> httpx.Client:
+    check_endpoint(base_url)
+    headers = ({"Authorization": f"Bearer {settings.TOM_PROVIDER_API_KEY}"}
+               if settings.TOM_PROVIDER_API_KEY else {})
+    return httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
+                        timeout=settings.TOM_PROVIDER_TIMEOUT_S)
+
+
+class OpenAiLlm(LlmBackend):
+    def __init__(self, base_url: str | None = None, model: str | None = None) -> None:
+        self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
+        self.model = model or settings.TOM_PROVIDER_LLM_MODEL
+
+    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+        body = {"model": self.model, "messages": messages, "stream": True,
+                "max_tokens": settings.TOM_LLM_MAX_TOKENS,
+                "temperature": settings.TOM_LLM_TEMPERATURE}
+        with self.client.stream("POST", "chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if cancel.is_set():
+                    return  # leaving the context closes the connection: the server stops
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                choices = json.loads(data).get("choices") or [{}]
+                content = (choices[0].get("delta") or {}).get("content")
+                if content:
+                    yield str(content)
+
+
+class OllamaLlm(LlmBackend):
+    """Ollama's own ``/api/chat`` through the official client (production Ollama servers)."""
+
+    def __init__(self, host: str | None = None, model: str | None = None) -> None:
+        import ollama
+
+        host = host or settings.OLLAMA_HOST
+        check_endpoint(host)
+        self.client = ollama.Client(host=host, timeout=settings.TOM_PROVIDER_TIMEOUT_S)
+        self.model = model or settings.TOM_OLLAMA_MODEL
+
+    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+        options = {"num_predict": settings.TOM_LLM_MAX_TOKENS,
+                   "temperature": settings.TOM_LLM_TEMPERATURE}
+        for chunk in self.client.chat(model=self.model, messages=messages, stream=True,
+                                      options=options):
+            if cancel.is_set():
+                return
+            content = chunk.message.content
+            if content:
+                yield str(content)
+
+
+class OpenAiStt(SttBackend):
+    def __init__(self, base_url: str | None = None, model: str | None = None) -> None:
+        self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
+        self.model = model or settings.TOM_PROVIDER_STT_MODEL
+
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
+        started = time.perf_counter()
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(rate)
+            wav.writeframes(pcm)
+        data: dict[str, Any] = {"model": self.model, "response_format": "json"}
+        if language:
+            data["language"] = language
+        response = self.client.post("audio/transcriptions", data=data,
+                                    files={"file": ("utterance.wav", buffer.getvalue(),
+                                                    "audio/wav")})
+        response.raise_for_status()
+        return Transcription(text=str(response.json().get("text", "")).strip(),
+                             language=language or "",
+                             ms=round((time.perf_counter() - started) * 1000))
+
+
+class OpenAiTts(TtsBackend):
+    rate = PROVIDER_TTS_RATE
+
+    def __init__(self, base_url: str | None = None, model: str | None = None,
+                 voice: str | None = None) -> None:
+        self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
+        self.model = model or settings.TOM_PROVIDER_TTS_MODEL
+        self.voice = voice or settings.TOM_PROVIDER_TTS_VOICE
+
+    def synthesize(self, text: str) -> bytes:
+        response = self.client.post("audio/speech", json={
+            "model": self.model, "voice": self.voice, "input": text, "response_format": "pcm"})
+        response.raise_for_status()
+        return response.content

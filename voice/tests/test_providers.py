@@ -1,0 +1,150 @@
+"""HTTP model backends: the egress policy, llama.cpp's real OpenAI-compatible server, and
+Ollama's documented /api/chat stream (no Ollama can run here: contract-tested only)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from voice import models
+from voice.egress import EgressRefused, check_endpoint, endpoint_is_local
+from voice.protocols.metadata import CallStart
+from voice.providers import OllamaLlm, OpenAiLlm, OpenAiStt, OpenAiTts
+from voice.session.factory import BackendUnavailable, create_session
+
+
+def test_egress_policy() -> None:
+    for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://10.0.0.5/v1",
+                "http://192.168.1.20:8000", "http://[::1]:8080"):
+        assert endpoint_is_local(url), url
+        check_endpoint(url)
+    for url in ("https://93.184.216.34/v1", "https://8.8.8.8:443/v1"):  # no DNS look-up
+        with pytest.raises(EgressRefused, match="ALLOW_EGRESS"):
+            check_endpoint(url)
+    with override_settings(ALLOW_EGRESS=True):
+        check_endpoint("https://93.184.216.34/v1")
+
+
+def test_provider_session_is_refused_for_a_public_endpoint() -> None:
+    call = CallStart(uuid="p", sample_rate=8000, channels=1, mix_type="mono", encoding="l16")
+    with override_settings(TOM_PROVIDER_BASE_URL="https://93.184.216.34/v1"), \
+            pytest.raises(BackendUnavailable, match="outside the local network"):
+        create_session(call=call, backend="provider")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A stand-in HTTP peer: answers from ``routes`` and remembers each request."""
+
+    routes: dict[str, Any] = {}
+    requests: list[tuple[str, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).requests.append((self.path, dict(self.headers), body))
+        status, content_type, payload = type(self).routes[self.path]
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.end_headers()
+        for piece in payload if isinstance(payload, list) else [payload]:
+            self.wfile.write(piece)
+            self.wfile.flush()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_peer() -> Iterator[tuple[str, type[_Recorder]]]:
+    handler = type("Peer", (_Recorder,), {"routes": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ollama_backend_reads_the_documented_api_chat_stream(
+        http_peer: tuple[str, type[_Recorder]]) -> None:
+    base, peer = http_peer
+    # Ollama's documented streaming reply: one JSON object per line, the last with done=true.
+    lines = [{"model": "qwen2.5:0.5b-instruct", "created_at": "2026-11-25T10:00:00Z",
+              "message": {"role": "assistant", "content": piece}, "done": False}
+             for piece in ("Yes", ", we", " open at nine.")]
+    lines.append({"model": "qwen2.5:0.5b-instruct", "created_at": "2026-11-25T10:00:01Z",
+                  "message": {"role": "assistant", "content": ""}, "done": True,
+                  "done_reason": "stop", "total_duration": 123, "eval_count": 5})
+    peer.routes["/api/chat"] = (200, "application/x-ndjson",
+                                [json.dumps(line).encode() + b"\n" for line in lines])
+    llm = OllamaLlm(host=base, model="qwen2.5:0.5b-instruct")
+    out = "".join(llm.stream([{"role": "user", "content": "When do you open?"}],
+                             cancel=threading.Event()))
+    assert out == "Yes, we open at nine."
+    sent = json.loads(peer.requests[0][2])
+    assert sent["model"] == "qwen2.5:0.5b-instruct" and sent["stream"] is True
+    assert sent["messages"] == [{"role": "user", "content": "When do you open?"}]
+    assert sent["options"]["num_predict"] > 0
+
+
+def test_openai_stt_and_tts_speak_the_audio_endpoints(
+        http_peer: tuple[str, type[_Recorder]]) -> None:
+    base, peer = http_peer
+    peer.routes["/v1/audio/transcriptions"] = (200, "application/json",
+                                               b'{"text": " hello there "}')
+    peer.routes["/v1/audio/speech"] = (200, "audio/pcm", b"\x01\x00" * 2400)
+    text = OpenAiStt(base_url=f"{base}/v1", model="whisper-1").transcribe(
+        b"\x00\x00" * 8000, rate=8000, language="de")
+    assert text.text == "hello there"
+    _, headers, body = peer.requests[0]
+    assert headers["Content-Type"].startswith("multipart/form-data")
+    assert b'name="language"' in body and b"RIFF" in body and b'name="model"' in body
+    pcm = OpenAiTts(base_url=f"{base}/v1", model="tts-1", voice="alloy").synthesize("Hallo")
+    assert len(pcm) == 4800 and OpenAiTts.rate == 24000
+    assert json.loads(peer.requests[1][2])["response_format"] == "pcm"
+
+
+@pytest.mark.models
+@pytest.mark.slow
+def test_openai_llm_streams_from_a_real_llama_cpp_server(python: str) -> None:
+    gguf = models.assemble("qwen2.5-0.5b")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [python, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "llama_cpp.server exited"
+                time.sleep(0.5)
+        llm = OpenAiLlm(base_url=f"http://127.0.0.1:{port}/v1", model=str(gguf))
+        pieces = list(llm.stream([{"role": "user", "content": "Say hello in three words."}],
+                                 cancel=threading.Event()))
+        assert len(pieces) > 1 and "".join(pieces).strip()  # streamed, not one blob
+        cancel = threading.Event()
+        stream = llm.stream([{"role": "user", "content": "Count from one to fifty."}],
+                            cancel=cancel)
+        next(stream)
+        cancel.set()
+        assert list(stream) == []  # cancellation stops the stream at once
+    finally:
+        server.terminate()
+        server.wait(10)
