@@ -10,4 +10,4 @@ class VoiceConfig(AppConfig):
 
     def ready(self) -> None:
         # Register the metrics at start-up so /metrics lists them before the first call.
-        from voice import metrics  # noqa: F401
+        from voice import checks, metrics  # noqa: F401

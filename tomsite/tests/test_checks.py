@@ -80,6 +80,9 @@ def _production_env(clean_env: dict[str, str]) -> dict[str, str]:
         "ALLOWED_HOSTS": "tom.example.internal",
         "TOM_HTTPS": "true",
         "TOM_BEHIND_PROXY": "true",
+        # Models are checked by --deploy too; a provider deployment needs none on disk.
+        "TOM_SESSION_BACKEND": "provider",
+        "TOM_LLM_BACKEND": "openai",
     }
 
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from django.conf import settings
@@ -31,14 +32,18 @@ logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
 BUSY_WAIT_S = 8.0
-_semaphores: dict[str, asyncio.Semaphore] = {}
+APOLOGY_EN = "Sorry, I need a moment. Please say that again."
+APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _stage(name: str, size: int) -> asyncio.Semaphore:
-    # One per event loop and stage; daphne runs one loop per process.
-    if name not in _semaphores:
-        _semaphores[name] = asyncio.Semaphore(size)
-    return _semaphores[name]
+    """The stage's semaphore for this event loop (daphne runs one loop per process)."""
+    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
+    if name not in per_loop:
+        per_loop[name] = asyncio.Semaphore(size)
+    return per_loop[name]
 
 
 @contextlib.asynccontextmanager
@@ -117,6 +122,27 @@ class LocalSession(RealtimeSession):
 
     async def _run_turn(self, pcm: bytes, speech_end_at: float, turn: int,
                         cancel: threading.Event) -> None:
+        try:
+            await self._answer_turn(pcm, speech_end_at, turn, cancel)
+        except TimeoutError:
+            # Every model slot stayed busy for BUSY_WAIT_S: say so instead of going silent.
+            metrics.BACKPRESSURE.labels(stage="overload").inc()
+            await self._apologise(turn, speech_end_at)
+
+    async def _apologise(self, turn: int, speech_end_at: float) -> None:
+        text = (APOLOGY_DE if self.language.startswith("de") else APOLOGY_EN)
+        speech = AgentSpeech(turn=turn, text=text, rate=self.call.sample_rate,
+                             caller_speech_end_at=speech_end_at)
+        engine: tts.TtsBackend = (self._tts if self._tts is not None
+                                  else await asyncio.to_thread(tts.get_tts, self.language))
+        pcm = resample(await asyncio.to_thread(engine.synthesize, text), engine.rate,
+                       speech.rate)
+        speech.audio_bytes, speech.complete = len(pcm), True
+        self.speech = speech
+        await self.events.put(AgentAudio(speech=speech, pcm=pcm, final=True, text=text))
+
+    async def _answer_turn(self, pcm: bytes, speech_end_at: float, turn: int,
+                           cancel: threading.Event) -> None:
         rate = self.call.sample_rate
         async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
             heard = await asyncio.to_thread(self._stt_backend().transcribe, pcm, rate=rate,

@@ -116,3 +116,4 @@ def test_metrics_endpoint_is_protected() -> None:
     with override_settings(TOM_METRICS_TOKEN="scrape-" + "t" * 30):
         ok = remote.get("/metrics", headers={"Authorization": "Bearer scrape-" + "t" * 30})
         assert ok.status_code == 200 and b"tom_telephony_calls_total" in ok.content
+

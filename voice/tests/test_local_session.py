@@ -132,3 +132,22 @@ async def test_a_short_backchannel_does_not_interrupt() -> None:
         events.append(session.events.get_nowait())
     assert not [e for e in events if isinstance(e, Interruption)]
     await session.aclose()
+
+
+async def test_an_overloaded_model_gets_an_apology_not_silence(monkeypatch: Any) -> None:
+    from voice.session import local
+
+    monkeypatch.setattr(local, "BUSY_WAIT_S", 0.05)
+    session = _session(ScriptedLlm())
+    busy = local._stage("stt", 1)
+    for _ in range(busy._value):  # another call holds every STT slot
+        await busy.acquire()  # another call holds the only STT slot
+    try:
+        await _feed(session, voiced(RATE, 0.6) + bytes(RATE), 0.0)
+        event = await asyncio.wait_for(session.events.get(), 2)
+    finally:
+        while busy.locked():
+            busy.release()
+    assert isinstance(event, AgentAudio) and event.final
+    assert event.text == local.APOLOGY_EN and event.pcm
+    await session.aclose()
