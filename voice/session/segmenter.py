@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from voice.dsp.vad import VadEvent, VadMachine, VadParams, VadState, dbfs
-from voice.vad import WebrtcClassifier
+from voice.vad import make_classifier
 
 FRAME_S = 0.02
 
@@ -24,8 +24,8 @@ class UtteranceSegmenter:
         self.params = VadParams(frame_s=FRAME_S, start_s=settings.TOM_VAD_START_MS / 1000,
                                 stop_s=(stop_ms or settings.TOM_VAD_STOP_MS) / 1000)
         self.vad = VadMachine(self.params)
-        self.classifier = WebrtcClassifier(rate=rate,
-                                           aggressiveness=settings.TOM_VAD_AGGRESSIVENESS)
+        self.classifier = make_classifier(rate=rate, engine=settings.TOM_VAD_ENGINE,
+                                          aggressiveness=settings.TOM_VAD_AGGRESSIVENESS)
         # Frames before the VAD confirms speech belong to the utterance too.
         self._preroll: deque[bytes] = deque(maxlen=self.params.start_frames + 2)
         self._frames: list[bytes] = []

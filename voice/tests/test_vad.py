@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from voice.dsp.vad import VadEvent, VadMachine, VadParams, VadState, dbfs
 from voice.vad import WebrtcClassifier
@@ -59,3 +60,19 @@ def test_webrtc_classifier_hears_voice_not_silence_at_every_rate() -> None:
         decisions = [classifier.is_speech(_voiced(rate)) for _ in range(10)]
         assert sum(decisions) >= 8, rate
         assert not classifier.is_speech(bytes(rate * 20 // 1000 * 2))
+
+
+@pytest.mark.models
+def test_silero_hears_a_spoken_sentence_and_not_silence() -> None:
+    from voice import tts
+    from voice.dsp.resample import resample
+    from voice.vad import SileroClassifier
+
+    engine = tts.get_tts("en")
+    speech = resample(engine.synthesize("Do you have brake pads for my car?"), engine.rate, 8000)
+    classifier = SileroClassifier(rate=8000)
+    frames = [speech[i:i + 320] for i in range(0, len(speech) - 319, 320)]
+    decisions = [classifier.is_speech(frame) for frame in frames]
+    assert sum(decisions) / len(decisions) > 0.5
+    quiet = SileroClassifier(rate=8000)
+    assert not any(quiet.is_speech(bytes(320)) for _ in range(50))
