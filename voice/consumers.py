@@ -62,6 +62,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.pacer: StreamPacer | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
+        self.preparing = False  # loading the session's models: frames queue meanwhile
         self.end_reason: str | None = None
         self.counted = False
         self.last_frame_at = loop.time()
@@ -165,10 +166,13 @@ class ForkConsumer(AsyncWebsocketConsumer):
             return
         try:
             self.session = create_session(call=start)
+            self.preparing = True
             await self.session.prepare()
         except (BackendUnavailable, ModelError, TtsError) as exc:
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
+        # Frames queued while models loaded are not idleness: restart the idle clock.
+        self.preparing, self.last_frame_at = False, self.loop.time()
         await database_sync_to_async(call_services.call_answer)(call=self.call)
         self.framer = FrameBuffer(frame_bytes(start.sample_rate))
         if self.mode == "stream":
@@ -304,7 +308,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         while not self.closing:
             await asyncio.sleep(0.5)
             now = self.loop.time()
-            if now - self.last_frame_at > settings.TOM_WS_IDLE_TIMEOUT_S:
+            if not self.preparing and now - self.last_frame_at > settings.TOM_WS_IDLE_TIMEOUT_S:
                 await self._end(Call.EndReason.IDLE_TIMEOUT, failed=True, code=CLOSE_NORMAL,
                                 message=outbound.disconnect("idle"))
             elif now - started > settings.TOM_CALL_MAX_DURATION_S:

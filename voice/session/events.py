@@ -31,6 +31,23 @@ class AgentSpeech:
     recorded: bool = False
     # (clause text, ms of audio before it) in order, so the heard part can be cut out.
     clauses: list[tuple[str, float]] = field(default_factory=list)
+    # Every byte produced, kept so a falsely interrupted reply can resume where it was cut.
+    audio: bytearray = field(default_factory=bytearray, repr=False)
+
+    def unheard_text(self, heard_ms: float) -> str:
+        """The clauses (or the words of a cut clause) the caller has not heard yet."""
+        if not self.clauses:
+            return self.text
+        rest = []
+        for index, (clause, start_ms) in enumerate(self.clauses):
+            end_ms = self.clauses[index + 1][1] if index + 1 < len(self.clauses) \
+                else self.audio_ms
+            if end_ms <= heard_ms:
+                continue
+            words = clause.split()
+            share = max(0.0, (heard_ms - start_ms) / max(end_ms - start_ms, 1.0))
+            rest.append(" ".join(words[int(len(words) * share):]))
+        return " ".join(part for part in rest if part)
 
     def heard_text(self, now: float) -> str:
         """The part of the reply the caller heard: whole clauses, the last one cut by words."""

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
 BUSY_WAIT_S = 8.0
+# Loud caller speech over the agent for this long silences it at once (see push_audio).
+KILL_AFTER_MS = 60
 APOLOGY_EN = "Sorry, I need a moment. Please say that again."
 APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
@@ -72,6 +74,9 @@ class LocalSession(RealtimeSession):
         self._turn = 0
         self._task: asyncio.Task[None] | None = None
         self._cancel = threading.Event()
+        self._held: AgentSpeech | None = None  # silenced by the caller, not yet confirmed
+        self._held_confirmed = False
+        self._continuations: dict[int, AgentSpeech] = {}
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
@@ -80,27 +85,73 @@ class LocalSession(RealtimeSession):
         self._tts = self._tts or await asyncio.to_thread(tts.get_tts, self.language)
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
+        """Barge-in in two steps, as LiveKit's false-interruption handling does.
+
+        1. ``KILL_AFTER_MS`` of loud caller speech over the agent: the agent goes quiet at
+           once (killAudio leaves within a frame or two of the VAD's onset).
+        2. ``TOM_BARGE_IN_MIN_SPEECH_MS`` of it: a real interruption, the turn is
+           cancelled and the history keeps the heard part. If the caller stops before
+           that ("hm", "ja", a cough), the agent resumes from where it was cut.
+        """
         _, utterance = self.segmenter.push(frame)
         speech = self.speech
-        if speech is not None and speech.playing(at) and self.segmenter.in_speech \
+        if self._held is None and speech is not None and speech.playing(at) \
+                and self.segmenter.in_speech and self.segmenter.loud_ms >= KILL_AFTER_MS:
+            await self._silence_agent(speech, at)
+        if self._held is not None and self.segmenter.in_speech \
                 and self.segmenter.barge_in_ready():
-            await self._barge_in(speech, at)
-        if utterance is not None:
-            await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
+            self._confirm_barge_in()
+        if utterance is None:
+            return
+        if self._held is not None and not self._held_confirmed:
+            await self._resume()  # a backchannel: carry on speaking
+            return
+        self._held, self._held_confirmed = None, False
+        await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
 
-    def _stt_backend(self) -> stt.SttBackend:
-        return self._stt or stt.get_stt()
-
-    async def _barge_in(self, speech: AgentSpeech, now: float) -> None:
+    async def _silence_agent(self, speech: AgentSpeech, now: float) -> None:
         speech.interrupted_at = now
+        self._held, self._held_confirmed = speech, False
+        await self.events.put(Interruption(
+            speech=speech, speech_onset_at=now - self.segmenter.speech_onset_ago_s))
+
+    def _confirm_barge_in(self) -> None:
+        speech = self._held
+        if speech is None or self._held_confirmed:
+            return
+        self._held_confirmed = True
         self._stop_turn()
-        heard = speech.heard_text(now)
+        heard = speech.heard_text(speech.interrupted_at or 0.0)
         if self.history and self.history[-1]["role"] == "assistant":
             self.history[-1]["content"] = heard
         elif heard:
             self.history.append({"role": "assistant", "content": heard})
-        await self.events.put(Interruption(
-            speech=speech, speech_onset_at=now - self.segmenter.speech_onset_ago_s))
+
+    async def _resume(self) -> None:
+        """Speak the rest of a reply that a backchannel cut off."""
+        speech, self._held = self._held, None
+        if speech is None or speech.interrupted_at is None:
+            return
+        heard_ms = speech.heard_ms(speech.interrupted_at)
+        offset = int(heard_ms * speech.rate / 1000) * 2
+        rest = AgentSpeech(turn=speech.turn, text=speech.unheard_text(heard_ms),
+                           rate=speech.rate, caller_text="(resumed after a backchannel)")
+        rest.audio += speech.audio[offset:]
+        rest.audio_bytes, rest.complete = len(rest.audio), speech.complete
+        self._continuations[id(speech)] = rest
+        self.speech = rest
+        if rest.audio or rest.complete:
+            await self.events.put(AgentAudio(speech=rest, pcm=bytes(rest.audio),
+                                             final=rest.complete, text=rest.text))
+
+    def _route(self, speech: AgentSpeech) -> AgentSpeech:
+        """Where the turn's audio goes now: the reply, or its resumed continuation."""
+        while id(speech) in self._continuations:
+            speech = self._continuations[id(speech)]
+        return speech
+
+    def _stt_backend(self) -> stt.SttBackend:
+        return self._stt or stt.get_stt()
 
     def _stop_turn(self) -> None:
         self._cancel.set()
@@ -195,7 +246,9 @@ class LocalSession(RealtimeSession):
         speech.complete = True
         speech.text = " ".join(spoken)
         self.history.append({"role": "assistant", "content": speech.text})
-        await self.events.put(AgentAudio(speech=speech, pcm=b"", final=True))
+        out = self._route(speech)
+        out.complete = True
+        await self.events.put(AgentAudio(speech=out, pcm=b"", final=True))
         await self.events.put(Transcript(role="agent", text=speech.text, final=True,
                                          turn=speech.turn))
 
@@ -209,10 +262,17 @@ class LocalSession(RealtimeSession):
             speech.timings["tts_first_audio_ms"] = round((time.perf_counter() - started) * 1000)
             metrics.TTS_LATENCY.observe(speech.timings["tts_first_audio_ms"] / 1000)
         speech.clauses.append((clause, speech.audio_ms))
+        speech.audio += pcm
         speech.audio_bytes += len(pcm)
         spoken.append(clause)
         speech.text = " ".join(spoken)
-        await self.events.put(AgentAudio(speech=speech, pcm=pcm, text=clause))
+        out = self._route(speech)
+        if out is not speech:  # resumed after a backchannel: the rest goes there
+            out.audio += pcm
+            out.audio_bytes += len(pcm)
+            out.clauses.append((clause, out.audio_ms - len(pcm) / 2 / out.rate * 1000))
+            out.text = f"{out.text} {clause}".strip()
+        await self.events.put(AgentAudio(speech=out, pcm=pcm, text=clause))
 
     async def end_of_input(self, *, at: float) -> None:
         pcm = self.segmenter.take()

@@ -39,6 +39,11 @@ class UtteranceSegmenter:
     def speech_onset_ago_s(self) -> float:
         return self.vad.speech_frames * FRAME_S
 
+    @property
+    def loud_ms(self) -> float:
+        """Milliseconds of loud speech in the current utterance."""
+        return self._loud * FRAME_S * 1000
+
     def barge_in_ready(self) -> bool:
         """Loud speech has lasted long enough to interrupt the agent.
 

@@ -105,3 +105,51 @@ def test_model_assembly_refuses_a_corrupt_part(tmp_path: Path, settings: Any,
     with pytest.raises(models.ModelError, match="checksum mismatch"):
         models.assemble("broken")
     assert not (tmp_path / "models" / "broken" / "model.bin").exists()
+
+
+def _onset_s(pcm: bytes, rate: int) -> float:
+    """Where speech starts in ``pcm`` (first 10 ms window above -40 dBFS)."""
+    from voice.dsp.vad import dbfs
+
+    window = rate // 100 * 2
+    for index in range(0, len(pcm) - window, window):
+        if dbfs(pcm[index:index + window]) > -40:
+            return index / 2 / rate
+    return 0.0
+
+
+async def test_caller_interrupts_the_agent_mid_reply(assembled: None,
+                                                     live_server_factory: Any) -> None:
+    server: LiveServer = live_server_factory(TOM_SESSION_BACKEND="local")
+    voice = await sync_to_async(tts.get_tts)("en")
+    question = _telephone(await sync_to_async(voice.synthesize)(
+        "Please tell me everything about your shop, your services and your prices."),
+        voice.rate)
+    interruption = _telephone(await sync_to_async(voice.synthesize)(
+        "Stop, I only need the price of brake pads."), voice.rate)
+    call_uuid = str(uuid.uuid4())
+    # The answer starts 2-4 s after the question on this CPU and runs several seconds.
+    client = ForkClient(url=server.fork_url(call_uuid=call_uuid),
+                        metadata={"uuid": call_uuid, "sampleRate": 8000, "language": "en"},
+                        rate=8000, segments=[Segment(question, pause_s=5.5),
+                                             Segment(interruption, pause_s=9.0)])
+    report = await client.run()
+    assert report.errors == []
+    onset = report.segment_starts[1] + _onset_s(interruption, 8000)
+    agent_started = report.first_audio_after(report.segment_ends[0])
+    assert agent_started is not None and agent_started < report.segment_starts[1], \
+        "the agent had not started speaking when the caller interrupted"
+    kills = [k for k in report.kills if k >= onset - 0.05]
+    assert kills, "no killAudio after the interruption"
+    print(f"\nbarge-in: killAudio {1000 * (kills[0] - onset):.0f} ms after the interruption's "  # noqa: T201
+          "speech onset (client clock)")
+    assert kills[0] - onset <= 0.12, f"killAudio {1000 * (kills[0] - onset):.0f} ms after onset"
+    callers = [t for t in report.transcripts if t["role"] == "caller"]
+    assert len(callers) == 2 and "brake" in callers[1]["text"].lower()
+    agents = [t for t in report.transcripts if t["role"] == "agent" and t["turn"] == 2]
+    assert agents and agents[0]["text"], "the interruption was not answered"
+    turns = await database_sync_to_async(
+        lambda: list(Call.objects.get(uuid=call_uuid).turns.order_by("index")))()
+    interrupted = turns[0]
+    assert interrupted.barge_in is True
+    assert interrupted.agent_audio_heard_ms < interrupted.agent_audio_ms

@@ -120,17 +120,31 @@ async def test_barge_in_cancels_the_turn_and_keeps_only_what_was_heard() -> None
                 and not task.done()]
 
 
-async def test_a_short_backchannel_does_not_interrupt() -> None:
+async def test_a_backchannel_silences_the_agent_at_once_then_it_resumes() -> None:
     session = _session(ScriptedLlm())
     t = await _feed(session, voiced(RATE, 0.6) + bytes(RATE), 0.0)
     await session.events.get()
     clause = await session.events.get()
-    clause.speech.first_sent_at = t
-    await _feed(session, voiced(RATE, 0.1, freq=200) + bytes(RATE // 5), t + 0.3)  # "hm"
+    speech = clause.speech
+    speech.first_sent_at = t
+    onset = t + 0.3
+    await _feed(session, voiced(RATE, 0.12, freq=200) + bytes(RATE), onset)  # "hm"
     events = []
     while not session.events.empty():
         events.append(session.events.get_nowait())
-    assert not [e for e in events if isinstance(e, Interruption)]
+    kill = next(e for e in events if isinstance(e, Interruption))
+    # killAudio is due within a few frames of the onset, long before 120 ms.
+    assert speech.interrupted_at is not None and speech.interrupted_at - onset <= 0.1
+    assert kill.speech is speech
+    resumed = [e for e in events if isinstance(e, AgentAudio) and e.speech is not speech]
+    assert resumed, "the reply did not resume after the backchannel"
+    rest = resumed[0].speech
+    assert rest.turn == speech.turn and rest.caller_text.startswith("(resumed")
+    heard_ms = speech.heard_ms(speech.interrupted_at)
+    assert len(resumed[0].pcm) == len(speech.audio) - int(heard_ms * RATE / 1000) * 2
+    assert not [e for e in events if isinstance(e, Transcript) and e.role == "caller"]
+    await _drain(session, Transcript)  # the turn finishes into the continuation
+    assert session.history[-1] == {"role": "assistant", "content": REPLY}  # not cut short
     await session.aclose()
 
 
