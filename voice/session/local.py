@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
 BUSY_WAIT_S = 8.0
 # Loud caller speech over the agent for this long silences it at once (see push_audio).
-KILL_AFTER_MS = 60
+KILL_AFTER_MS = 40
 APOLOGY_EN = "Sorry, I need a moment. Please say that again."
 APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (

@@ -90,3 +90,61 @@ def live_server_echo(live_server_factory: Any) -> LiveServer:
 
 
 __all__ = ["LiveServer", "voiced"]
+
+
+def _database_url() -> str:
+    """A URL for the test database this process uses, for a server in another process."""
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def live_server_process(transactional_db: None, settings: Any,
+                        free_port: int) -> Iterator[Any]:
+    """daphne as a fresh process (not a fork) on the test database.
+
+    Tests that load models in this process need it: forking a process whose ONNX,
+    CTranslate2 or llama.cpp thread pools are running can deadlock the child.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import REPO
+
+    started: list[subprocess.Popen[bytes]] = []
+    database_url = _database_url()
+    connections.close_all()  # here, not in start(): tests call start() from async code
+
+    def start(**overrides: Any) -> LiveServer:
+        env = {**os.environ, "DATABASE_URL": database_url,
+               "TOM_SESSION_BACKEND": "echo", "TOM_WS_IDLE_TIMEOUT_S": "5",
+               "TOM_JWT_SECRET": settings.TOM_JWT_SECRET, "SECRET_KEY": settings.SECRET_KEY,
+               "TOM_PHONE_HASH_KEY": settings.TOM_PHONE_HASH_KEY, "TOM_LOG_LEVEL": "WARNING"}
+        env.update({name: str(value) for name, value in overrides.items()})
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port),
+             "tomsite.asgi:application"], cwd=REPO, env=env)
+        started.append(server)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{free_port}/healthz", timeout=2)
+                return LiveServer("127.0.0.1", free_port)
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError("daphne exited") from None
+                time.sleep(0.2)
+        raise RuntimeError("daphne did not start")
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.terminate()
+            server.wait(10)

@@ -51,8 +51,8 @@ def _telephone(pcm: bytes, rate: int) -> bytes:
 
 
 async def test_a_spoken_question_is_understood_and_answered(
-        assembled: None, live_server_factory: Any) -> None:
-    server: LiveServer = live_server_factory(TOM_SESSION_BACKEND="local")
+        assembled: None, live_server_process: Any) -> None:
+    server: LiveServer = live_server_process(TOM_SESSION_BACKEND="local")
     voice = await sync_to_async(tts.get_tts)("en")
     question = _telephone(await sync_to_async(voice.synthesize)(QUESTION), voice.rate)
     call_uuid = str(uuid.uuid4())
@@ -119,8 +119,8 @@ def _onset_s(pcm: bytes, rate: int) -> float:
 
 
 async def test_caller_interrupts_the_agent_mid_reply(assembled: None,
-                                                     live_server_factory: Any) -> None:
-    server: LiveServer = live_server_factory(TOM_SESSION_BACKEND="local")
+                                                     live_server_process: Any) -> None:
+    server: LiveServer = live_server_process(TOM_SESSION_BACKEND="local")
     voice = await sync_to_async(tts.get_tts)("en")
     question = _telephone(await sync_to_async(voice.synthesize)(
         "Please tell me everything about your shop, your services and your prices."),
