@@ -63,6 +63,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.preparing = False  # loading the session's models: frames queue meanwhile
+        self.interrupted: list[AgentSpeech] = []  # recorded once confirmed (or at hang-up)
         self.end_reason: str | None = None
         self.counted = False
         self.last_frame_at = loop.time()
@@ -269,7 +270,16 @@ class ForkConsumer(AsyncWebsocketConsumer):
             self.pacer.clear()
         await self.send(text_data=outbound.kill_audio())
         metrics.BARGE_IN_LATENCY.observe(max(0.0, now - event.speech_onset_at))
-        await self._record_turn(event.speech, now)
+        self.interrupted.append(event.speech)
+        self._spawn(self._record_if_not_resumed(event.speech), "record")
+
+    async def _record_if_not_resumed(self, speech: AgentSpeech) -> None:
+        # The session confirms a barge-in, or resumes after a backchannel, within
+        # TOM_BARGE_IN_MIN_SPEECH_MS plus the VAD's end-of-turn silence.
+        await asyncio.sleep((settings.TOM_BARGE_IN_MIN_SPEECH_MS + settings.TOM_VAD_STOP_MS)
+                            / 1000 + 0.2)
+        if speech.resumed_by is None:
+            await self._record_turn(speech, self.loop.time())
 
     async def _record_when_played(self, speech: AgentSpeech) -> None:
         # Playout is known from elapsed time (or a mark reply); nothing signals it.
@@ -347,8 +357,9 @@ class ForkConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             session, self.session = self.session, None
             await session.aclose()
-            if session.speech is not None:
-                await self._record_turn(session.speech, self.loop.time())
+            for speech in [*self.interrupted, session.speech]:
+                if speech is not None and speech.resumed_by is None:
+                    await self._record_turn(speech, self.loop.time())
         if self.counted:
             self.counted = False
             _active -= 1

@@ -33,6 +33,10 @@ class AgentSpeech:
     clauses: list[tuple[str, float]] = field(default_factory=list)
     # Every byte produced, kept so a falsely interrupted reply can resume where it was cut.
     audio: bytearray = field(default_factory=bytearray, repr=False)
+    # Set on a reply cut by a backchannel: the continuation that carries on speaking it.
+    resumed_by: AgentSpeech | None = field(default=None, repr=False)
+    # A continuation keeps its reply's end-to-end latency (its own audio came later).
+    inherited_e2e_ms: int | None = None
 
     def unheard_text(self, heard_ms: float) -> str:
         """The clauses (or the words of a cut clause) the caller has not heard yet."""
@@ -88,6 +92,8 @@ class AgentSpeech:
 
     @property
     def e2e_ms(self) -> int | None:
+        if self.inherited_e2e_ms is not None:
+            return self.inherited_e2e_ms
         if self.first_sent_at is None or self.caller_speech_end_at is None:
             return None
         return max(0, round((self.first_sent_at - self.caller_speech_end_at) * 1000))

@@ -135,7 +135,9 @@ class LocalSession(RealtimeSession):
         heard_ms = speech.heard_ms(speech.interrupted_at)
         offset = int(heard_ms * speech.rate / 1000) * 2
         rest = AgentSpeech(turn=speech.turn, text=speech.unheard_text(heard_ms),
-                           rate=speech.rate, caller_text="(resumed after a backchannel)")
+                           rate=speech.rate, caller_text=speech.caller_text,
+                           timings=dict(speech.timings), inherited_e2e_ms=speech.e2e_ms)
+        speech.resumed_by = rest
         rest.audio += speech.audio[offset:]
         rest.audio_bytes, rest.complete = len(rest.audio), speech.complete
         self._continuations[id(speech)] = rest

@@ -139,7 +139,8 @@ async def test_a_backchannel_silences_the_agent_at_once_then_it_resumes() -> Non
     resumed = [e for e in events if isinstance(e, AgentAudio) and e.speech is not speech]
     assert resumed, "the reply did not resume after the backchannel"
     rest = resumed[0].speech
-    assert rest.turn == speech.turn and rest.caller_text.startswith("(resumed")
+    assert rest.turn == speech.turn and rest.caller_text == speech.caller_text
+    assert speech.resumed_by is rest and rest.e2e_ms == speech.e2e_ms
     heard_ms = speech.heard_ms(speech.interrupted_at)
     assert len(resumed[0].pcm) == len(speech.audio) - int(heard_ms * RATE / 1000) * 2
     assert not [e for e in events if isinstance(e, Transcript) and e.role == "caller"]
