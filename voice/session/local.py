@@ -23,6 +23,7 @@ from voice import llm as llm_module
 from voice import metrics, stt, tts
 from voice.chunker import Chunker
 from voice.dsp.resample import resample
+from voice.dsp.vad import dbfs
 from voice.protocols.metadata import CallStart
 from voice.session.base import RealtimeSession
 from voice.session.events import AgentAudio, AgentSpeech, Interruption, Transcript
@@ -34,6 +35,7 @@ HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little me
 BUSY_WAIT_S = 8.0
 # Loud caller speech over the agent for this long silences it at once (see push_audio).
 KILL_AFTER_MS = 40
+ECHO_MARGIN_DB = 6.0
 APOLOGY_EN = "Sorry, I need a moment. Please say that again."
 APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
@@ -93,8 +95,8 @@ class LocalSession(RealtimeSession):
            cancelled and the history keeps the heard part. If the caller stops before
            that ("hm", "ja", a cough), the agent resumes from where it was cut.
         """
-        _, utterance = self.segmenter.push(frame)
         speech = self.speech
+        _, utterance = self.segmenter.push(frame, loud_dbfs=self._echo_floor(speech, at))
         if self._held is None and speech is not None and speech.playing(at) \
                 and self.segmenter.in_speech and self.segmenter.loud_ms >= KILL_AFTER_MS:
             await self._silence_agent(speech, at)
@@ -108,6 +110,15 @@ class LocalSession(RealtimeSession):
             return
         self._held, self._held_confirmed = None, False
         await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
+
+    def _echo_floor(self, speech: AgentSpeech | None, now: float) -> float | None:
+        """In mixed forks the agent's own voice is in the caller channel: only speech
+        ``ECHO_MARGIN_DB`` louder than what is being played counts toward barge-in."""
+        if self.call.mix_type != "mixed" or speech is None or not speech.playing(now):
+            return None
+        offset = int(speech.heard_ms(now) * speech.rate / 1000) * 2
+        playing = bytes(speech.audio[offset:offset + 2 * speech.rate // 50])
+        return dbfs(playing) + ECHO_MARGIN_DB if playing else None
 
     async def _silence_agent(self, speech: AgentSpeech, now: float) -> None:
         speech.interrupted_at = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -52,8 +53,12 @@ class UtteranceSegmenter:
         """
         return self._loud * FRAME_S * 1000 >= settings.TOM_BARGE_IN_MIN_SPEECH_MS
 
-    def push(self, frame: bytes) -> tuple[VadEvent | None, bytes | None]:
-        """Feed a frame; return the VAD event, and the utterance when one just ended."""
+    def push(self, frame: bytes, *, loud_dbfs: float | None = None
+             ) -> tuple[VadEvent | None, bytes | None]:
+        """Feed a frame; return the VAD event, and the utterance when one just ended.
+
+        ``loud_dbfs`` raises the level that counts as loud for barge-in (the echo guard).
+        """
         level = dbfs(frame)
         event = self.vad.update(self.classifier.is_speech(frame, level=level))
         if self.vad.state is VadState.QUIET and event is None:
@@ -64,7 +69,7 @@ class UtteranceSegmenter:
             self._frames.extend(self._preroll)
             self._preroll.clear()
         self._frames.append(frame)
-        if level >= settings.TOM_BARGE_IN_MIN_DBFS:
+        if level >= max(settings.TOM_BARGE_IN_MIN_DBFS, loud_dbfs or -math.inf):
             self._loud += 1
         if event is VadEvent.SPEECH_END:
             return event, self.take()

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from voice.protocols.metadata import CallStart
 from voice.session.events import AgentAudio, Interruption, Transcript
 from voice.session.local import LocalSession
@@ -165,4 +167,42 @@ async def test_an_overloaded_model_gets_an_apology_not_silence(monkeypatch: Any)
             busy.release()
     assert isinstance(event, AgentAudio) and event.final
     assert event.text == local.APOLOGY_EN and event.pcm
+    await session.aclose()
+
+
+class LoudTts(TtsBackend):
+    """Speaks a voiced buzz, so the agent's own voice can leak back as echo."""
+
+    rate = 8000
+
+    def synthesize(self, text: str) -> bytes:
+        return voiced(RATE, 0.2 * len(text.split()), freq=150)
+
+
+async def test_the_agents_own_echo_in_a_mixed_fork_does_not_interrupt() -> None:
+    call = CallStart(uuid="m", sample_rate=RATE, channels=1, mix_type="mixed", encoding="l16",
+                     language="en")
+    session = LocalSession(call=call, stt_backend=ScriptedStt(), llm_backend=ScriptedLlm(),  # type: ignore[arg-type]
+                           tts_backend=LoudTts())
+    t = await _feed(session, voiced(RATE, 0.6) + bytes(RATE), 0.0)
+    await session.events.get()
+    clause = await session.events.get()
+    speech = clause.speech
+    speech.first_sent_at = t
+    # The caller channel carries the agent's audio back, slightly attenuated, in step.
+    await asyncio.sleep(0.2)  # let the turn produce more audio
+    echo = bytes(speech.audio[int(0.1 * RATE) * 2:int(0.7 * RATE) * 2])
+    samples = np.frombuffer(echo, dtype="<i2") // 2  # -6 dB
+    await _feed(session, samples.astype("<i2").tobytes(), t + 0.1)
+    events = []
+    while not session.events.empty():
+        events.append(session.events.get_nowait())
+    assert not [e for e in events if isinstance(e, Interruption)]
+    # A caller louder than the echo still barges in.
+    loud = voiced(RATE, 0.4, freq=210, level=30000)
+    await _feed(session, loud, t + 0.8)
+    events = []
+    while not session.events.empty():
+        events.append(session.events.get_nowait())
+    assert [e for e in events if isinstance(e, Interruption)]
     await session.aclose()
