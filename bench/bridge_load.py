@@ -13,11 +13,8 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -25,11 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from _server import cpu_seconds, embedded_env, start_server  # noqa: E402
 
 
 def _metrics(port: int) -> str:
@@ -91,28 +86,12 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     args = parser.parse_args()
 
-    data = Path(tempfile.mkdtemp(prefix="tom-bench-"))
-    env = {**os.environ, "TOM_DATA_DIR": str(data), "TOM_SESSION_BACKEND": "echo",
-           "TOM_LOG_LEVEL": "WARNING", "TOM_MAX_CONCURRENT_CALLS": str(args.calls + 10)}
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        env.pop(name, None)
+    env = embedded_env(TOM_SESSION_BACKEND="echo",
+                       TOM_MAX_CONCURRENT_CALLS=str(args.calls + 10))
     os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env,
-                   check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "tomsite.serve", "-b", "127.0.0.1", "-p",
-                               str(port), "--access-log", os.devnull,
-                               "tomsite.asgi:application"], cwd=REPO, env=env)
+    server, port = start_server(env)
     try:
-        for _ in range(100):
-            try:
-                _metrics(port)
-                break
-            except OSError:
-                time.sleep(0.2)
-        cpu0, wall0 = _cpu_seconds(server.pid), time.monotonic()
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
         queue: multiprocessing.Queue = multiprocessing.Queue()
         shares = [args.calls // args.client_processes + (i < args.calls % args.client_processes)
                   for i in range(args.client_processes)]
@@ -123,7 +102,7 @@ def main() -> None:
         results = [item for _ in workers for item in queue.get()]
         for w in workers:
             w.join()
-        cpu, wall = _cpu_seconds(server.pid) - cpu0, time.monotonic() - wall0
+        cpu, wall = cpu_seconds(server.pid) - cpu0, time.monotonic() - wall0
         text = _metrics(port)
     finally:
         server.terminate()

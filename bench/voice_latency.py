@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _server import cpu_seconds, embedded_env, start_server  # noqa: E402
 
 QUESTIONS = [
     "Hello, what are your opening hours on Saturday?",
@@ -34,9 +34,6 @@ QUESTIONS = [
 INTERRUPTION = "Sorry, one more question please."
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -53,16 +50,11 @@ def main() -> None:
     parser.add_argument("--vad-stop-ms", type=int, default=450)
     args = parser.parse_args()
 
-    data = Path(tempfile.mkdtemp(prefix="tom-voice-bench-"))
-    env = {**os.environ, "TOM_DATA_DIR": str(data), "TOM_SESSION_BACKEND": "local",
-           "TOM_LOG_LEVEL": "WARNING", "TOM_STT_MODEL": args.stt_model,
-           "TOM_VAD_STOP_MS": str(args.vad_stop_ms)}
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        env.pop(name, None)
+    env = embedded_env(TOM_SESSION_BACKEND="local", TOM_STT_MODEL=args.stt_model,
+                       TOM_VAD_STOP_MS=str(args.vad_stop_ms))
     os.environ.update(env)
-    for command in (["migrate", "-v", "0"], ["tom_models"]):
-        subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "manage.py", "tom_models"], cwd=REPO, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tomsite.settings")
     import django
 
@@ -80,21 +72,12 @@ def main() -> None:
         return g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(text), engine.rate,
                                                           8000)))
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "tomsite.serve", "-b", "127.0.0.1", "-p",
-                               str(port), "--access-log", os.devnull,
-                               "tomsite.asgi:application"], cwd=REPO, env=env)
-    barge, e2e_client, call_seconds = [], [], 0.0
+    server, port = start_server(env)
+    barge: list[float] = []
+    e2e_client: list[float] = []
+    call_seconds = 0.0
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0 = cpu_seconds(server.pid)
         for index in range(args.calls):
             call_uuid = str(uuid.uuid4())
             # Talk over the agent 1.2 s after it starts answering (the answer comes ~2-3 s
@@ -117,7 +100,7 @@ def main() -> None:
                 barge.append(kills[0] - onset)
             print(f"call {index + 1}: e2e {first and round(first * 1000)} ms, "
                   f"kills {len(kills)}", file=sys.stderr)
-        cpu = _cpu_seconds(server.pid) - cpu0
+        cpu = cpu_seconds(server.pid) - cpu0
     finally:
         server.terminate()
         server.wait(10)
