@@ -147,6 +147,9 @@ class CallTurn(models.Model):
         help_text="Caller's end of speech to the first agent audio sent.",
     )
     barge_in = models.BooleanField(default=False, help_text="The caller interrupted this reply.")
+    tool_calls = models.JSONField(
+        default=list, blank=True,
+        help_text="Tools the agent called for this turn: name, arguments, result, ms.")
     agent_audio_ms = models.PositiveIntegerField(null=True, blank=True)
     agent_audio_heard_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="How much of the agent's audio the caller heard."

@@ -79,6 +79,18 @@ def contains_phone_number(text: str) -> bool:
     return bool(_EMBEDDED_RE.search(_UUID_RE.sub("uuid", text)))
 
 
+def redact_phone_numbers(text: str) -> str:
+    """``text`` with anything written like a phone number replaced by ``[number]``."""
+    uuids: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        uuids.append(match.group(0))
+        return f"\x00{len(uuids) - 1}\x00"
+
+    redacted = _EMBEDDED_RE.sub("[number]", _UUID_RE.sub(keep, text))
+    return re.sub("\x00(\\d+)\x00", lambda m: uuids[int(m.group(1))], redacted)
+
+
 def normalise(raw: str, *, region: str | None = None) -> str | None:
     """Return the number in E.164 where it parses, else its digits; ``None`` if none.
 

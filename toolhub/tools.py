@@ -1,0 +1,117 @@
+"""The tools TOM's agent can call. Importing this module registers them.
+
+Each returns plain JSON-able data, small enough for a 2k-token context, in the
+caller's language where the catalog has it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from toolhub import catalog, matching, vectorstore
+from toolhub.models import Part, ToolSource, Vehicle
+from toolhub.registry import tool
+from toolhub.services import ToolContext
+
+VEHICLE_MIN_SCORE = 0.5
+MAX_PARTS = 4
+
+
+def _limit(kind: str, default: int) -> int:
+    configs = ToolSource.objects.filter(kind=kind, enabled=True).values_list("config", flat=True)
+    limits = [int(c.get("limit", default)) for c in configs if isinstance(c, dict)]
+    return max(1, min(max(limits, default=default), 10))
+
+
+def _source_ids(kind: str) -> list[int]:
+    return list(ToolSource.objects.filter(kind=kind, enabled=True).values_list("pk", flat=True))
+
+
+def _compact(number: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", number.lower())
+
+
+@tool(kind=ToolSource.Kind.PARTS)
+def parts_lookup(*, context: ToolContext, vehicle: str = "", part: str = "",
+                 part_number: str = "") -> dict[str, Any]:
+    """Find car parts in the shop's catalog: which parts fit a vehicle, their price and stock.
+
+    Args:
+        vehicle: The caller's car as they said it, e.g. "VW Golf 7" or "BMW 3er F30 2015".
+        part: What part they need, e.g. "brake pads", "Bremsscheiben", "oil filter".
+        part_number: A shop or OEM part number, when the caller reads one out.
+    """
+    language = context.language
+    if part_number.strip():
+        wanted = _compact(part_number)
+        # Numbers are read out with or without dashes and spaces: compare them compacted.
+        keys = [pk for pk, number, oem in Part.objects.values_list("pk", "part_number",
+                                                                    "oem_numbers")
+                if _compact(number) == wanted or any(_compact(o) == wanted for o in oem)]
+        found = list(Part.objects.filter(pk__in=keys))
+        if not found:
+            return {"found": False, "message": f"no part with number {part_number}"}
+        return {"found": True, "parts": [_describe(p, language) for p in found[:MAX_PARTS]]}
+    if not vehicle.strip() and not part.strip():
+        return {"found": False, "message": "say which vehicle and which part"}
+    matches = [m for m in matching.vehicle_match(f"{vehicle} {part}", catalog.vehicle_terms(),
+                                                 limit=6) if m.score >= VEHICLE_MIN_SCORE]
+    categories = matching.category_match(f"{part} {vehicle}", catalog.category_terms())
+    if not matches:
+        return {"found": False, "message": f"no vehicle in the catalog matches {vehicle!r}"}
+    best = [m for m in matches if m.score == matches[0].score]
+    vehicles = {v.pk: v for v in Vehicle.objects.filter(pk__in=[m.key for m in best])}
+    if len(best) > 1:
+        return {"found": False, "ask_caller": "which generation or year?",
+                "vehicle_candidates": [str(vehicles[m.key]) for m in best][:4]}
+    chosen = vehicles[best[0].key]
+    parts = Part.objects.filter(vehicles=chosen).select_related("category")
+    if categories:
+        parts = parts.filter(category_id=categories[0].key)
+    elif part.strip():
+        return {"found": False, "vehicle": str(chosen),
+                "message": f"no part category in the catalog matches {part!r}"}
+    listed = sorted(parts, key=lambda p: (p.stock == 0, p.price))[:_limit("parts", MAX_PARTS)]
+    return {"found": bool(listed), "vehicle": str(chosen),
+            "parts": [_describe(p, language) for p in listed]}
+
+
+def _describe(part: Part, language: str) -> dict[str, Any]:
+    summary = catalog.part_summary(part, language=language)
+    summary["fits"] = [str(v) for v in part.vehicles.all()[:3]]
+    return summary
+
+
+@tool(kind=ToolSource.Kind.PDF_CATALOG)
+def catalog_search(*, context: ToolContext, query: str) -> dict[str, Any]:
+    """Search the uploaded PDF parts catalogs for technical details, specifications and
+    fitting notes; answers come with the catalog page.
+
+    Args:
+        query: What to look up, in the caller's words, e.g. "minimum thickness brake disc".
+    """
+    hits = vectorstore.search(kind=ToolSource.Kind.PDF_CATALOG, query=query,
+                              source_ids=_source_ids(ToolSource.Kind.PDF_CATALOG),
+                              limit=_limit(ToolSource.Kind.PDF_CATALOG, 3))
+    return {"passages": [{"text": h["text"], "catalog": h["meta"].get("title"),
+                          "file": h["meta"].get("file"), "page": h["meta"].get("page")}
+                         for h in hits]}
+
+
+@tool(kind=ToolSource.Kind.KNOWLEDGE_BASE)
+def knowledge_search(*, context: ToolContext, query: str) -> dict[str, Any]:
+    """Search the shop's knowledge base: opening hours, address, returns, warranty,
+    delivery, payment and other policies.
+
+    Args:
+        query: The caller's question, e.g. "are you open on Saturday".
+    """
+    kind = ToolSource.Kind.KNOWLEDGE_BASE
+    sources, limit = _source_ids(kind), _limit(kind, 3)
+    hits = vectorstore.search(kind=kind, query=query, source_ids=sources, limit=limit,
+                              where={"language": context.language[:2]})
+    if not hits:  # no article in the caller's language: any language beats none
+        hits = vectorstore.search(kind=kind, query=query, source_ids=sources, limit=limit)
+    return {"answers": [{"title": h["meta"].get("title"), "text": h["text"]} for h in hits]}
+
