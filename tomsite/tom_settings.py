@@ -100,6 +100,10 @@ TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", 1)
 TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 2)
 TOM_OUTBOUND_BUFFER_MS = env_int("TOM_OUTBOUND_BUFFER_MS", 200)
 TOM_TOOL_TIMEOUT_S = env_float("TOM_TOOL_TIMEOUT_S", 2.0)
+# router: ToolHub's router picks tools before the LLM (fast, right for a 0.5B model);
+# llm: the LLM sees the tool schemas and chooses; both: the router, then the LLM.
+TOM_TOOL_ROUTING = env_choice("TOM_TOOL_ROUTING", "router", ("router", "llm", "both"))
+TOM_TOOL_FILLER_AFTER_MS = env_int("TOM_TOOL_FILLER_AFTER_MS", 300)
 
 # --- Feature Flags ----------------------------------------------------------------------
 # Off by default: TOM is on-prem first. Provider endpoints on loopback/private addresses

@@ -6,6 +6,7 @@ so the admin answers at once and the worker sees the saved row.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -52,7 +53,7 @@ class ToolSourceAdmin(admin.ModelAdmin):
     def check_now(self, request: HttpRequest, queryset: QuerySet[ToolSource]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         for source_id in ids:
-            transaction.on_commit(lambda sid=source_id: tasks.tool_source_check.delay(sid))
+            transaction.on_commit(partial(tasks.tool_source_check.delay, source_id))
         self.message_user(request, f"Checking {len(ids)} source(s); reload for the result.",
                           messages.INFO)
 
@@ -142,7 +143,7 @@ class CatalogDocumentAdmin(admin.ModelAdmin):
     @admin.action(description="Index again", permissions=["change"])
     def reindex(self, request: HttpRequest, queryset: QuerySet[CatalogDocument]) -> None:
         for document_id in queryset.values_list("pk", flat=True):
-            transaction.on_commit(lambda d=document_id: tasks.catalog_document_ingest.delay(d))
+            transaction.on_commit(partial(tasks.catalog_document_ingest.delay, document_id))
         self.message_user(request, "Indexing in the worker; reload for the result.")
 
 

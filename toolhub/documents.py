@@ -39,7 +39,7 @@ def catalog_document_ingest(*, document: CatalogDocument) -> CatalogDocument:
         logger.warning("toolhub.catalog_failed", extra={"document_id": document.pk,
                                                         "reason": str(exc)[:200]})
         raise PdfError(reason) from exc
-    file_name = document.file.name.rsplit("/", 1)[-1]
+    file_name = (document.file.name or "").rsplit("/", 1)[-1]
     vectorstore.replace(
         kind=PDF, where={"document_id": document.pk},
         ids=[f"doc{document.pk}-p{c.page}-{c.index}" for c in chunks],

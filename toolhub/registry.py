@@ -61,7 +61,7 @@ def tool(*, kind: str, name: str | None = None) -> Callable[[Callable[..., Any]]
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (hints[param.name], pydantic.Field(
                 default, description=params.get(param.name)))
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"),
             **fields)
         _REGISTRY[tool_name] = Tool(name=tool_name, kind=kind, description=description,

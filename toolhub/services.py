@@ -32,6 +32,8 @@ from toolhub.models import ToolSource
 logger = logging.getLogger(__name__)
 
 RESULT_MAX_CHARS = 2000  # what goes back into a 2k-token context must stay small
+_SCHEMA_WORDS = frozenset({"required", "type", "properties", "description",
+                           "additionalProperties"})
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="toolhub")
 
 
@@ -55,7 +57,10 @@ class ToolResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def for_llm(self) -> str:
-        """The tool message the LLM reads next: compact JSON, capped in size."""
+        """What the LLM reads next: the tool's summary where it wrote one, else compact
+        JSON, capped in size."""
+        if self.ok and isinstance(self.content, dict) and self.content.get("summary"):
+            return str(self.content["summary"])[:RESULT_MAX_CHARS]
         payload = {"result": self.content} if self.ok else {"error": self.error}
         text = json.dumps(payload, ensure_ascii=False, default=str, separators=(",", ":"))
         return text if len(text) <= RESULT_MAX_CHARS else text[:RESULT_MAX_CHARS - 3] + "..."
@@ -89,6 +94,11 @@ def _prepare(name: str, arguments: Any) -> tuple[registry.Tool | None, dict[str,
         return None, args, f"unknown tool {name!r}; available tools: {known}"
     if not isinstance(arguments, dict):
         return tool, args, "arguments must be a JSON object"
+    # Small models echo JSON-Schema words into the arguments ({"query": .., "required":
+    # ["query"]}): those are dropped; any other unknown argument is still an error.
+    fields = tool.arguments.model_fields
+    arguments = {k: v for k, v in arguments.items() if k in fields or k not in _SCHEMA_WORDS}
+    args = arguments
     if not ToolSource.objects.filter(kind=tool.kind, enabled=True).exists():
         return tool, args, f"tool {name!r} is switched off"
     try:
@@ -192,3 +202,18 @@ def tool_source_check(*, source: ToolSource) -> ToolSource:
     logger.info("toolhub.source_checked", extra={"source_id": source.pk,
                                                  "health": source.health})
     return source
+
+
+def toolhub_warm_up() -> None:
+    """Load the embedding model and open Chroma, so the first caller does not wait for
+    it (~0.7 s here). A missing model is logged, not raised: the parts tool still works."""
+    from toolhub import vectorstore
+
+    if not ToolSource.objects.filter(enabled=True).exclude(
+            kind=ToolSource.Kind.PARTS).exists():
+        return
+    try:
+        vectorstore.collection(ToolSource.Kind.KNOWLEDGE_BASE).query(query_texts=["warm up"],
+                                                                     n_results=1)
+    except Exception:
+        logger.exception("toolhub.warm_up_failed")

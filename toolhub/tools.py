@@ -16,6 +16,8 @@ from toolhub.services import ToolContext
 
 VEHICLE_MIN_SCORE = 0.5
 MAX_PARTS = 4
+SUMMARY_CHARS = 400
+SPOKEN_PARTS = 2  # what a caller can take in by ear
 
 
 def _limit(kind: str, default: int) -> int:
@@ -51,30 +53,55 @@ def parts_lookup(*, context: ToolContext, vehicle: str = "", part: str = "",
                 if _compact(number) == wanted or any(_compact(o) == wanted for o in oem)]
         found = list(Part.objects.filter(pk__in=keys))
         if not found:
-            return {"found": False, "message": f"no part with number {part_number}"}
-        return {"found": True, "parts": [_describe(p, language) for p in found[:MAX_PARTS]]}
+            return _say({"found": False}, f"no part with number {part_number}")
+        described = [_describe(p, language) for p in found[:MAX_PARTS]]
+        return _say({"found": True, "parts": described}, _parts_text(described, language))
     if not vehicle.strip() and not part.strip():
-        return {"found": False, "message": "say which vehicle and which part"}
+        return _say({"found": False}, "ask the caller which vehicle and which part")
     matches = [m for m in matching.vehicle_match(f"{vehicle} {part}", catalog.vehicle_terms(),
                                                  limit=6) if m.score >= VEHICLE_MIN_SCORE]
     categories = matching.category_match(f"{part} {vehicle}", catalog.category_terms())
+    if not matches and not vehicle.strip():
+        return _say({"found": False}, f"ask the caller which car the {part} are for "
+                                      "(make, model and year)")
     if not matches:
-        return {"found": False, "message": f"no vehicle in the catalog matches {vehicle!r}"}
+        return _say({"found": False}, f"no vehicle in the catalog matches {vehicle!r}")
     best = [m for m in matches if m.score == matches[0].score]
     vehicles = {v.pk: v for v in Vehicle.objects.filter(pk__in=[m.key for m in best])}
     if len(best) > 1:
-        return {"found": False, "ask_caller": "which generation or year?",
-                "vehicle_candidates": [str(vehicles[m.key]) for m in best][:4]}
+        candidates = [str(vehicles[m.key]) for m in best][:4]
+        return _say({"found": False, "vehicle_candidates": candidates},
+                    f"several cars match ({'; '.join(candidates)}): ask the caller which "
+                    "generation or year")
     chosen = vehicles[best[0].key]
     parts = Part.objects.filter(vehicles=chosen).select_related("category")
     if categories:
         parts = parts.filter(category_id=categories[0].key)
     elif part.strip():
-        return {"found": False, "vehicle": str(chosen),
-                "message": f"no part category in the catalog matches {part!r}"}
+        return _say({"found": False, "vehicle": str(chosen)},
+                    f"the catalog has no {part!r} for the {chosen}")
     listed = sorted(parts, key=lambda p: (p.stock == 0, p.price))[:_limit("parts", MAX_PARTS)]
-    return {"found": bool(listed), "vehicle": str(chosen),
-            "parts": [_describe(p, language) for p in listed]}
+    described = [_describe(p, language) for p in listed]
+    text = (f"{chosen}: {_parts_text(described, language)}" if described
+            else f"no matching parts for the {chosen}")
+    return _say({"found": bool(listed), "vehicle": str(chosen), "parts": described}, text)
+
+
+def _say(data: dict[str, Any], summary: str) -> dict[str, Any]:
+    """Attach the short text the LLM reads (a 0.5B model restates prose, not JSON)."""
+    return {**data, "summary": summary}
+
+
+def _parts_text(parts: list[dict[str, Any]], language: str) -> str:
+    german = language.startswith("de")
+    texts = []
+    for part in parts[:SPOKEN_PARTS]:
+        price = part["price"].replace(".", ",") if german else part["price"]
+        stock = (f"{part['in_stock']} auf Lager" if german else f"{part['in_stock']} in stock") \
+            if part["in_stock"] else ("nicht auf Lager" if german else "out of stock")
+        number = "Teilenummer" if german else "part number"
+        texts.append(f"{part['name']}, {number} {part['part_number']}, {price}, {stock}")
+    return "; ".join(texts)
 
 
 def _describe(part: Part, language: str) -> dict[str, Any]:
@@ -94,9 +121,12 @@ def catalog_search(*, context: ToolContext, query: str) -> dict[str, Any]:
     hits = vectorstore.search(kind=ToolSource.Kind.PDF_CATALOG, query=query,
                               source_ids=_source_ids(ToolSource.Kind.PDF_CATALOG),
                               limit=_limit(ToolSource.Kind.PDF_CATALOG, 3))
-    return {"passages": [{"text": h["text"], "catalog": h["meta"].get("title"),
-                          "file": h["meta"].get("file"), "page": h["meta"].get("page")}
-                         for h in hits]}
+    passages = [{"text": h["text"], "catalog": h["meta"].get("title"),
+                 "file": h["meta"].get("file"), "page": h["meta"].get("page")} for h in hits]
+    best = passages[0] if passages else None
+    return _say({"passages": passages},
+                f"{best['catalog']}, page {best['page']}: {best['text'][:SUMMARY_CHARS]}"
+                if best else "nothing in the catalogs")
 
 
 @tool(kind=ToolSource.Kind.KNOWLEDGE_BASE)
@@ -113,5 +143,7 @@ def knowledge_search(*, context: ToolContext, query: str) -> dict[str, Any]:
                               where={"language": context.language[:2]})
     if not hits:  # no article in the caller's language: any language beats none
         hits = vectorstore.search(kind=kind, query=query, source_ids=sources, limit=limit)
-    return {"answers": [{"title": h["meta"].get("title"), "text": h["text"]} for h in hits]}
+    answers = [{"title": h["meta"].get("title"), "text": h["text"]} for h in hits]
+    return _say({"answers": answers},
+                answers[0]["text"][:SUMMARY_CHARS] if answers else "nothing in the knowledge base")
 

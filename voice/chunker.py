@@ -4,7 +4,9 @@ The first clause goes to TTS as soon as it is complete (a comma after a few word
 enough), later ones at sentence ends, so the caller hears the answer start while the
 rest is generated. Qwen/Hermes-style ``<tool_call>{json}</tool_call>`` blocks are never
 spoken; they are parsed (tolerating a missing closing tag at the end of the stream) and
-handed to the tool hook.
+handed to the tool hook. Small models also answer with a bare ``{"name": ..,
+"arguments": ..}`` object (or several, or one in a ```json fence) instead of the tags:
+a reply that starts with ``{`` is held until the object closes and read the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ _CLAUSE_END = re.compile("[,;:\u2014\u2013](?=\\s)")  # comma, semicolon, colon,
 # Abbreviations whose period ends no sentence (English and German callers).
 _ABBREVIATIONS = ("z.B.", "z. B.", "u.a.", "bzw.", "ca.", "Nr.", "Dr.", "Mr.", "Mrs.", "e.g.",
                   "i.e.", "etc.", "St.", "Str.", "inkl.", "evtl.", "ggf.")
+
+
+def _json_end(text: str) -> int | None:
+    """Index just past the JSON object ``text`` starts with; None while it is open."""
+    depth, in_string, escaped = 0, False, False
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
 
 
 @dataclass
@@ -48,7 +72,30 @@ class Chunker:
         self._lift_tool_calls(final=True)
         return self._clauses(final=True)
 
+    def _lift_bare_json(self, *, final: bool) -> bool:
+        """Take leading bare JSON tool calls out of ``_raw``; False while one is open."""
+        while not self.buffer.strip() and self.emitted == 0:
+            stripped = self._raw.lstrip()
+            fenced = stripped.startswith("```")
+            if fenced:
+                stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+            if not stripped.startswith("{"):
+                # A fence, or the first backticks of one: wait for what follows.
+                return final or not (fenced or self._raw.strip() in {"`", "``"})
+            end = _json_end(stripped)
+            if end is None:
+                if final:
+                    self._parse_tool_call(stripped)
+                    self._raw = ""
+                return final
+            self._parse_tool_call(stripped[:end])
+            rest = stripped[end:].lstrip()
+            self._raw = rest[3:] if rest.startswith("```") else rest
+        return True
+
     def _lift_tool_calls(self, *, final: bool) -> None:
+        if not self._lift_bare_json(final=final):
+            return
         while True:
             start = self._raw.find(OPEN)
             if start < 0:

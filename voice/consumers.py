@@ -166,7 +166,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
                             message=outbound.disconnect("blocked"))
             return
         try:
-            self.session = create_session(call=start)
+            self.session = create_session(call=start, call_id=self.call.pk)
             self.preparing = True
             await self.session.prepare()
         except (BackendUnavailable, ModelError, TtsError) as exc:
@@ -295,7 +295,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
             call=self.call, caller_text=speech.caller_text, agent_text=speech.text,
             timings=call_services.TurnTimings(e2e_ms=speech.e2e_ms, **speech.timings),
             barge_in=speech.interrupted_at is not None, agent_audio_ms=round(speech.audio_ms),
-            agent_audio_heard_ms=round(speech.heard_ms(now)),
+            agent_audio_heard_ms=round(speech.heard_ms(now)), tool_calls=speech.tool_calls,
         )
 
     # --- ending ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import atexit
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -24,8 +25,24 @@ Message = dict[str, Any]
 
 class LlmBackend(abc.ABC):
     @abc.abstractmethod
-    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
-        """Yield the reply's text deltas; stop early when ``cancel`` is set."""
+    def stream(self, messages: list[Message], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+        """Yield the reply's text deltas; stop early when ``cancel`` is set.
+
+        With ``tools`` (OpenAI "tools" schemas) the model may call one; backends whose
+        servers return structured tool calls yield them as ``tool_call_text`` so the
+        chunker reads every backend's calls the same way.
+        """
+
+
+def tool_call_text(name: str, arguments: str | dict[str, Any]) -> str:
+    """A tool call in Qwen/Hermes form, ``<tool_call>{json}</tool_call>``."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            arguments = {"_unparsed": arguments}
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
 class LlamaCppLlm(LlmBackend):
@@ -52,10 +69,14 @@ class LlamaCppLlm(LlmBackend):
             max_tokens=1,
         )
 
-    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+    def stream(self, messages: list[Message], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
         with self._lock:
+            # The GGUF's chat template renders the tools into the system turn; the model
+            # answers with <tool_call> tags or bare JSON, which the chunker reads.
             chunks: Any = self.llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
+                tools=tools or None,  # type: ignore[arg-type]
                 stream=True, max_tokens=settings.TOM_LLM_MAX_TOKENS,
                 temperature=settings.TOM_LLM_TEMPERATURE,
             )

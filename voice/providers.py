@@ -20,7 +20,7 @@ import httpx
 from django.conf import settings
 
 from voice.egress import check_endpoint
-from voice.llm import LlmBackend, Message
+from voice.llm import LlmBackend, Message, tool_call_text
 from voice.stt import SttBackend, Transcription
 from voice.tts import TtsBackend
 
@@ -40,10 +40,14 @@ class OpenAiLlm(LlmBackend):
         self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
         self.model = model or settings.TOM_PROVIDER_LLM_MODEL
 
-    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
-        body = {"model": self.model, "messages": messages, "stream": True,
-                "max_tokens": settings.TOM_LLM_MAX_TOKENS,
-                "temperature": settings.TOM_LLM_TEMPERATURE}
+    def stream(self, messages: list[Message], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
+                                "max_tokens": settings.TOM_LLM_MAX_TOKENS,
+                                "temperature": settings.TOM_LLM_TEMPERATURE}
+        if tools:
+            body["tools"] = tools
+        calls: dict[int, dict[str, str]] = {}
         with self.client.stream("POST", "chat/completions", json=body) as response:
             response.raise_for_status()
             for line in response.iter_lines():
@@ -53,11 +57,20 @@ class OpenAiLlm(LlmBackend):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    return
+                    break
                 choices = json.loads(data).get("choices") or [{}]
-                content = (choices[0].get("delta") or {}).get("content")
-                if content:
-                    yield str(content)
+                delta = choices[0].get("delta") or {}
+                # Tool calls stream as fragments of a JSON string per call index.
+                for fragment in delta.get("tool_calls") or []:
+                    call = calls.setdefault(int(fragment.get("index", 0)),
+                                            {"name": "", "arguments": ""})
+                    function = fragment.get("function") or {}
+                    call["name"] += function.get("name") or ""
+                    call["arguments"] += function.get("arguments") or ""
+                if delta.get("content"):
+                    yield str(delta["content"])
+        for call in calls.values():
+            yield tool_call_text(call["name"], call["arguments"] or "{}")
 
 
 class OllamaLlm(LlmBackend):
@@ -71,16 +84,19 @@ class OllamaLlm(LlmBackend):
         self.client = ollama.Client(host=host, timeout=settings.TOM_PROVIDER_TIMEOUT_S)
         self.model = model or settings.TOM_OLLAMA_MODEL
 
-    def stream(self, messages: list[Message], *, cancel: threading.Event) -> Iterator[str]:
+    def stream(self, messages: list[Message], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
         options = {"num_predict": settings.TOM_LLM_MAX_TOKENS,
                    "temperature": settings.TOM_LLM_TEMPERATURE}
         for chunk in self.client.chat(model=self.model, messages=messages, stream=True,
-                                      options=options):
+                                      options=options, tools=tools or None):
             if cancel.is_set():
                 return
             content = chunk.message.content
             if content:
                 yield str(content)
+            for call in chunk.message.tool_calls or []:
+                yield tool_call_text(call.function.name, dict(call.function.arguments))
 
 
 class OpenAiStt(SttBackend):

@@ -9,6 +9,7 @@ played, so the session keeps in history only what the caller heard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from voice.dsp.pcm import pcm_ms
 
@@ -37,6 +38,15 @@ class AgentSpeech:
     resumed_by: AgentSpeech | None = field(default=None, repr=False)
     # A continuation keeps its reply's end-to-end latency (its own audio came later).
     inherited_e2e_ms: int | None = None
+    # Tool calls made for this reply (as stored with the turn), and the filler said
+    # while they ran ("One moment, let me check."), which is not part of the answer.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    filler: str = ""
+
+    @property
+    def spoken_text(self) -> str:
+        """The answer without the filler: what the conversation history keeps."""
+        return self.text.removeprefix(self.filler).strip() if self.filler else self.text
 
     def unheard_text(self, heard_ms: float) -> str:
         """The clauses (or the words of a cut clause) the caller has not heard yet."""

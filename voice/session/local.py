@@ -21,7 +21,8 @@ from django.conf import settings
 
 from voice import llm as llm_module
 from voice import metrics, stt, tts
-from voice.chunker import Chunker
+from voice import tools as tool_hooks
+from voice.chunker import Chunker, ToolCall
 from voice.dsp.resample import resample
 from voice.dsp.vad import dbfs
 from voice.protocols.metadata import CallStart
@@ -32,6 +33,7 @@ from voice.session.segmenter import UtteranceSegmenter
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
+MAX_TOOL_CALLS = 3  # per turn; a model asking for more is looping
 BUSY_WAIT_S = 8.0
 # Loud caller speech over the agent for this long silences it at once (see push_audio).
 KILL_AFTER_MS = 40
@@ -67,9 +69,12 @@ class LocalSession(RealtimeSession):
 
     def __init__(self, *, call: CallStart, stt_backend: stt.SttBackend | None = None,
                  llm_backend: llm_module.LlmBackend | None = None,
-                 tts_backend: tts.TtsBackend | None = None) -> None:
+                 tts_backend: tts.TtsBackend | None = None,
+                 tool_hook: tool_hooks.ToolHook | None = None,
+                 call_id: int | None = None) -> None:
         super().__init__(call=call)
         self._stt, self._llm, self._tts = stt_backend, llm_backend, tts_backend
+        self.tools, self.call_id = tool_hook, call_id
         self.language = (call.language or settings.TOM_LANGUAGE or "en").lower()
         self.segmenter = UtteranceSegmenter(rate=call.sample_rate)
         self.history: list[dict[str, str]] = []
@@ -85,6 +90,8 @@ class LocalSession(RealtimeSession):
         self._stt = self._stt or await asyncio.to_thread(stt.get_stt)
         self._llm = self._llm or await asyncio.to_thread(llm_module.get_llm)
         self._tts = self._tts or await asyncio.to_thread(tts.get_tts, self.language)
+        if self.tools is not None:
+            await self.tools.prepare()
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
         """Barge-in in two steps, as LiveKit's false-interruption handling does.
@@ -132,7 +139,8 @@ class LocalSession(RealtimeSession):
             return
         self._held_confirmed = True
         self._stop_turn()
-        heard = speech.heard_text(speech.interrupted_at or 0.0)
+        heard = speech.heard_text(speech.interrupted_at or 0.0).removeprefix(
+            speech.filler).strip()
         if self.history and self.history[-1]["role"] == "assistant":
             self.history[-1]["content"] = heard
         elif heard:
@@ -147,7 +155,8 @@ class LocalSession(RealtimeSession):
         offset = int(heard_ms * speech.rate / 1000) * 2
         rest = AgentSpeech(turn=speech.turn, text=speech.unheard_text(heard_ms),
                            rate=speech.rate, caller_text=speech.caller_text,
-                           timings=dict(speech.timings), inherited_e2e_ms=speech.e2e_ms)
+                           timings=dict(speech.timings), inherited_e2e_ms=speech.e2e_ms,
+                           tool_calls=speech.tool_calls)
         speech.resumed_by = rest
         rest.audio += speech.audio[offset:]
         rest.audio_bytes, rest.complete = len(rest.audio), speech.complete
@@ -157,7 +166,7 @@ class LocalSession(RealtimeSession):
             await self.events.put(AgentAudio(speech=rest, pcm=bytes(rest.audio),
                                              final=rest.complete, text=rest.text))
 
-    def _route(self, speech: AgentSpeech) -> AgentSpeech:
+    def _route_audio(self, speech: AgentSpeech) -> AgentSpeech:
         """Where the turn's audio goes now: the reply, or its resumed continuation."""
         while id(speech) in self._continuations:
             speech = self._continuations[id(speech)]
@@ -197,8 +206,7 @@ class LocalSession(RealtimeSession):
         text = (APOLOGY_DE if self.language.startswith("de") else APOLOGY_EN)
         speech = AgentSpeech(turn=turn, text=text, rate=self.call.sample_rate,
                              caller_speech_end_at=speech_end_at)
-        engine: tts.TtsBackend = (self._tts if self._tts is not None
-                                  else await asyncio.to_thread(tts.get_tts, self.language))
+        engine = await self._engine()
         pcm = resample(await asyncio.to_thread(engine.synthesize, text), engine.rate,
                        speech.rate)
         speech.audio_bytes, speech.complete = len(pcm), True
@@ -215,26 +223,81 @@ class LocalSession(RealtimeSession):
         if not heard.text:
             return
         await self.events.put(Transcript(role="caller", text=heard.text, final=True, turn=turn))
-        self.history.append({"role": "user", "content": heard.text})
-        messages = [{"role": "system", "content": llm_module.system_prompt(
-            language=self.language)}, *self.history[-HISTORY_TURNS * 2:]]
         speech = AgentSpeech(turn=turn, text="", rate=rate, caller_text=heard.text,
                              caller_speech_end_at=speech_end_at, timings={"stt_ms": heard.ms})
         self.speech = speech
-        await self._speak_reply(messages, speech, cancel)
+        engine = await self._engine()
+        outcomes = await self._run_tools(await self._route_tools(heard.text), speech, engine)
+        self.history.append({"role": "user", "content": tool_hooks.with_facts(
+            heard.text, outcomes, language=self.language)})
+        schemas = await self.tools.schemas() if self.tools and not outcomes else []
+        calls = await self._speak_reply(self._messages(), speech, cancel, engine, schemas)
+        if calls and not cancel.is_set():
+            # The model asked for tools instead of answering: run them, then let it answer
+            # from their results, without tools this time so it cannot loop.
+            outcomes = await self._run_tools(calls[:MAX_TOOL_CALLS], speech, engine)
+            self.history[-1]["content"] = tool_hooks.with_facts(
+                heard.text, outcomes, language=self.language)
+            await self._speak_reply(self._messages(), speech, cancel, engine, [])
+        await self._finish_reply(speech)
+
+    def _messages(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": llm_module.system_prompt(
+            language=self.language)}, *self.history[-HISTORY_TURNS * 2:]]
+
+    async def _engine(self) -> tts.TtsBackend:
+        return (self._tts if self._tts is not None
+                else await asyncio.to_thread(tts.get_tts, self.language))
+
+    async def _route_tools(self, text: str) -> list[ToolCall]:
+        if self.tools is None:
+            return []
+        try:
+            return await self.tools.route(text=text, language=self.language)
+        except Exception:  # a broken router must not cost the caller the answer
+            logger.exception("session.tool_route_failed", extra={"turn": self._turn})
+            return []
+
+    async def _run_tools(self, calls: list[ToolCall], speech: AgentSpeech,
+                         engine: tts.TtsBackend) -> list[tool_hooks.ToolOutcome]:
+        """Run the turn's tool calls; say a filler if they take longer than the caller
+        should wait in silence. Every call and result is kept for the turn's record."""
+        if not calls or self.tools is None:
+            return []
+        hook = self.tools
+        started = time.perf_counter()
+        runs = asyncio.gather(*(hook.call(c, language=self.language, call_id=self.call_id)
+                                for c in calls))
+        try:
+            outcomes = await asyncio.wait_for(asyncio.shield(runs),
+                                              settings.TOM_TOOL_FILLER_AFTER_MS / 1000)
+        except TimeoutError:
+            if settings.TOM_FEATURE_FILLERS and not speech.audio_bytes:
+                await self._say(tool_hooks.filler(self.language), speech, engine, [],
+                                filler=True)
+            outcomes = await runs
+        finally:
+            if not runs.done():
+                runs.cancel()
+        speech.timings.setdefault("tools_ms", 0)
+        speech.timings["tools_ms"] += round((time.perf_counter() - started) * 1000)
+        speech.tool_calls.extend(o.record for o in outcomes)
+        return list(outcomes)
 
     async def _speak_reply(self, messages: list[dict[str, Any]], speech: AgentSpeech,
-                           cancel: threading.Event) -> None:
+                           cancel: threading.Event, engine: tts.TtsBackend,
+                           schemas: list[dict[str, Any]]) -> list[ToolCall]:
+        """Stream one LLM reply into speech; return the tool calls it made instead."""
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue[str | None] = asyncio.Queue()
-        engine: tts.TtsBackend = (self._tts if self._tts is not None
-                                  else await asyncio.to_thread(tts.get_tts, self.language))
         model: llm_module.LlmBackend = (self._llm if self._llm is not None
                                         else await asyncio.to_thread(llm_module.get_llm))
+        stop = threading.Event()  # this generation only; ``cancel`` is the whole turn's
 
         def generate() -> None:
             try:
-                for token in model.stream(messages, cancel=cancel):
+                kwargs = {"tools": schemas} if schemas else {}
+                for token in model.stream(messages, cancel=stop, **kwargs):
                     loop.call_soon_threadsafe(tokens.put_nowait, token)
             finally:
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
@@ -245,6 +308,8 @@ class LocalSession(RealtimeSession):
             producer = loop.run_in_executor(None, generate)
             try:
                 while (token := await tokens.get()) is not None:
+                    if cancel.is_set():
+                        break
                     if "llm_first_token_ms" not in speech.timings:
                         speech.timings["llm_first_token_ms"] = round(
                             (time.perf_counter() - started) * 1000)
@@ -254,19 +319,24 @@ class LocalSession(RealtimeSession):
                 for clause in chunker.flush():
                     await self._say(clause, speech, engine, spoken)
             finally:
-                cancel.set()
+                stop.set()
                 await producer
+        for error in chunker.tool_errors:
+            logger.warning("session.tool_call_unparsable", extra={"turn": speech.turn,
+                                                                  "error": error[:200]})
+        return [] if spoken else chunker.tool_calls
+
+    async def _finish_reply(self, speech: AgentSpeech) -> None:
         speech.complete = True
-        speech.text = " ".join(spoken)
-        self.history.append({"role": "assistant", "content": speech.text})
-        out = self._route(speech)
+        self.history.append({"role": "assistant", "content": speech.spoken_text})
+        out = self._route_audio(speech)
         out.complete = True
         await self.events.put(AgentAudio(speech=out, pcm=b"", final=True))
         await self.events.put(Transcript(role="agent", text=speech.text, final=True,
                                          turn=speech.turn))
 
     async def _say(self, clause: str, speech: AgentSpeech, engine: tts.TtsBackend,
-                   spoken: list[str]) -> None:
+                   spoken: list[str], *, filler: bool = False) -> None:
         started = time.perf_counter()
         async with _slot("tts", settings.TOM_TTS_MAX_CONCURRENCY):
             pcm = await asyncio.to_thread(engine.synthesize, clause)
@@ -278,8 +348,10 @@ class LocalSession(RealtimeSession):
         speech.audio += pcm
         speech.audio_bytes += len(pcm)
         spoken.append(clause)
-        speech.text = " ".join(spoken)
-        out = self._route(speech)
+        if filler:
+            speech.filler = clause
+        speech.text = " ".join(c for c, _ in speech.clauses)
+        out = self._route_audio(speech)
         if out is not speech:  # resumed after a backchannel: the rest goes there
             out.audio += pcm
             out.audio_bytes += len(pcm)
