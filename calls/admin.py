@@ -59,7 +59,7 @@ class CallTurnInline(admin.TabularInline):
     show_change_link = False
     fields = (
         "index", "started_at", "caller_text", "agent_text", "stt_ms", "llm_first_token_ms",
-        "tts_first_audio_ms", "e2e_ms", "barge_in", "heard",
+        "tts_first_audio_ms", "tools_ms", "e2e_ms", "barge_in", "heard", "tool_calls",
     )
     readonly_fields = fields
 

@@ -147,6 +147,8 @@ class CallTurn(models.Model):
         help_text="Caller's end of speech to the first agent audio sent.",
     )
     barge_in = models.BooleanField(default=False, help_text="The caller interrupted this reply.")
+    tools_ms = models.PositiveIntegerField(
+        "tools ms", null=True, blank=True, help_text="Time spent in tool calls for this turn.")
     tool_calls = models.JSONField(
         default=list, blank=True,
         help_text="Tools the agent called for this turn: name, arguments, result, ms.")

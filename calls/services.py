@@ -41,6 +41,7 @@ class TurnTimings:
     llm_first_token_ms: int | None = None
     tts_first_audio_ms: int | None = None
     e2e_ms: int | None = None
+    tools_ms: int | None = None
 
 
 def call_metadata_clean(*, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -244,6 +245,7 @@ def call_turn_record(
             llm_first_token_ms=timings.llm_first_token_ms,
             tts_first_audio_ms=timings.tts_first_audio_ms,
             e2e_ms=timings.e2e_ms,
+            tools_ms=timings.tools_ms,
             barge_in=barge_in,
             agent_audio_ms=agent_audio_ms,
             agent_audio_heard_ms=agent_audio_heard_ms,

@@ -70,6 +70,11 @@ def tool(*, kind: str, name: str | None = None) -> Callable[[Callable[..., Any]]
     return register
 
 
+def unregister(name: str) -> None:
+    """Remove a tool (tests that register their own)."""
+    _REGISTRY.pop(name, None)
+
+
 def get(name: str) -> Tool | None:
     return _REGISTRY.get(name)
 

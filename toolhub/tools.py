@@ -125,7 +125,7 @@ def catalog_search(*, context: ToolContext, query: str) -> dict[str, Any]:
                  "file": h["meta"].get("file"), "page": h["meta"].get("page")} for h in hits]
     best = passages[0] if passages else None
     return _say({"passages": passages},
-                f"{best['catalog']}, page {best['page']}: {best['text'][:SUMMARY_CHARS]}"
+                f"{best['catalog']}, page {best['page']}: {_focus(best['text'], query)}"
                 if best else "nothing in the catalogs")
 
 
@@ -145,5 +145,24 @@ def knowledge_search(*, context: ToolContext, query: str) -> dict[str, Any]:
         hits = vectorstore.search(kind=kind, query=query, source_ids=sources, limit=limit)
     answers = [{"title": h["meta"].get("title"), "text": h["text"]} for h in hits]
     return _say({"answers": answers},
-                answers[0]["text"][:SUMMARY_CHARS] if answers else "nothing in the knowledge base")
+                _focus(answers[0]["text"], query) if answers else "nothing in the knowledge base")
+
+
+def _focus(text: str, query: str, *, keep: int = 2) -> str:
+    """The ``keep`` sentences of ``text`` that share most words with ``query``, in order.
+
+    A passage holds several facts; a small model repeats whichever comes first, so the
+    summary leads it to the ones the caller asked about.
+    """
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+    asked = {w for w in matching.tokens(query) if len(w) > 2}
+
+    def overlap(sentence: str) -> int:
+        said = matching.tokens(sentence)
+        return sum(any(w.startswith(a[:5]) or a.startswith(w[:5]) for w in said if len(w) > 2)
+                   for a in asked)
+
+    ranked = sorted(range(len(sentences)), key=lambda i: (-overlap(sentences[i]), i))
+    chosen = sorted(ranked[:keep])
+    return " ".join(sentences[i] for i in chosen)[:SUMMARY_CHARS]
 
