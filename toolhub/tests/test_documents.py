@@ -18,7 +18,8 @@ from toolhub.models import CatalogDocument, ToolSource
 from toolhub.pdf import PdfError, pdf_pages, pdf_write
 from toolhub.services import ToolContext, tool_call
 
-pytestmark = [pytest.mark.django_db, pytest.mark.models]
+# Tools run in their own threads and database connections: commit what they must see.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.models]
 
 EDITION_1 = [
     ["Brake catalog 2025", "Contents: brake pads, brake discs, fitting notes."],

@@ -1,0 +1,143 @@
+"""The tool hook in the voice loop, with scripted stages: routing, LLM tool calls,
+the filler while a slow tool runs, what the history and the turn keep, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from voice.chunker import ToolCall
+from voice.protocols.metadata import CallStart
+from voice.session.events import AgentAudio, Transcript
+from voice.session.local import LocalSession
+from voice.signals import voiced
+from voice.tests.test_local_session import RATE, ScriptedStt, ScriptedTts, _drain, _feed
+from voice.tools import ToolOutcome
+
+FACTS = "Golf VII: ATE brake pads, part number TP-10098, 46.38 EUR, 2 in stock"
+
+
+class ScriptedHook:
+    def __init__(self, *, route: list[ToolCall], delay_s: float = 0.0) -> None:
+        self.routed, self.delay_s = route, delay_s
+        self.calls: list[ToolCall] = []
+        self.cancelled = asyncio.Event()
+
+    async def prepare(self) -> None:
+        pass
+
+    async def route(self, *, text: str, language: str) -> list[ToolCall]:
+        return self.routed
+
+    async def schemas(self) -> list[dict[str, Any]]:
+        return [{"type": "function", "function": {"name": "parts_lookup"}}]
+
+    async def call(self, tool_call: ToolCall, *, language: str,
+                   call_id: int | None) -> ToolOutcome:
+        self.calls.append(tool_call)
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return ToolOutcome(name=tool_call.name, ok=True, text=FACTS,
+                           record={"tool": tool_call.name, "arguments": tool_call.arguments,
+                                   "ok": True})
+
+
+class ToolAwareLlm:
+    """Answers from facts when they are in the prompt; otherwise asks for the tool, the way
+    Qwen 0.5B does (a bare JSON object)."""
+
+    def __init__(self) -> None:
+        self.prompts: list[list[dict[str, Any]]] = []
+        self.tools_offered: list[bool] = []
+
+    def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+        self.prompts.append([dict(m) for m in messages])
+        self.tools_offered.append(bool(tools))
+        if "TP-10098" in messages[-1]["content"]:
+            reply = "Yes, ATE brake pads, part number TP-10098, cost 46.38 euros."
+        else:
+            reply = '{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}'
+        for word in reply.split(" "):
+            if cancel.is_set():
+                return
+            time.sleep(0.002)
+            yield word + " "
+
+
+def _session(llm: ToolAwareLlm, hook: ScriptedHook) -> LocalSession:
+    call = CallStart(uuid="t", sample_rate=RATE, channels=1, mix_type="mono", encoding="l16",
+                     language="en")
+    return LocalSession(call=call, stt_backend=ScriptedStt(), llm_backend=llm,  # type: ignore[arg-type]
+                        tts_backend=ScriptedTts(), tool_hook=hook, call_id=7)
+
+
+ROUTED = ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7", "part": "brake pads"})
+
+
+async def test_a_routed_tool_runs_before_the_llm_and_its_facts_reach_the_prompt() -> None:
+    llm, hook = ToolAwareLlm(), ScriptedHook(route=[ROUTED])
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    assert said == ["Yes, ATE brake pads,", "part number TP-10098, cost 46.38 euros."]
+    assert hook.calls == [ROUTED] and llm.tools_offered == [False]
+    prompt = llm.prompts[0][-1]["content"]
+    assert prompt == f"Do you have brake pads?\n\n(Data from our system: parts_lookup: {FACTS})"
+    speech = events[-2].speech
+    assert speech.tool_calls == [{"tool": "parts_lookup", "ok": True,
+                                  "arguments": ROUTED.arguments}]
+    assert "tools_ms" in speech.timings
+    await session.aclose()
+
+
+async def test_a_slow_tool_gets_a_filler_first_which_history_leaves_out() -> None:
+    llm, hook = ToolAwareLlm(), ScriptedHook(route=[ROUTED], delay_s=0.5)
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    assert said == ["One moment, let me check.", "Yes, ATE brake pads,",
+                    "part number TP-10098, cost 46.38 euros."]
+    assert session.history[-1] == {
+        "role": "assistant",
+        "content": "Yes, ATE brake pads, part number TP-10098, cost 46.38 euros."}
+    assert events[-1].text.startswith("One moment, let me check. Yes,")  # what was spoken
+    await session.aclose()
+
+
+async def test_a_tool_the_llm_asks_for_is_run_and_never_spoken() -> None:
+    llm, hook = ToolAwareLlm(), ScriptedHook(route=[])
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    assert said == ["Yes, ATE brake pads,", "part number TP-10098, cost 46.38 euros."]
+    assert not any("{" in text for text in said)
+    assert hook.calls == [ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7"})]
+    # Offered the tools the first time; answering from the result, no tools to loop on.
+    assert llm.tools_offered == [True, False]
+    assert "(Data from our system: parts_lookup:" in llm.prompts[1][-1]["content"]
+    await session.aclose()
+
+
+async def test_hanging_up_during_a_tool_cancels_it_and_leaves_nothing_running() -> None:
+    llm, hook = ToolAwareLlm(), ScriptedHook(route=[ROUTED], delay_s=30)
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    async with asyncio.timeout(5):
+        while not hook.calls:
+            await asyncio.sleep(0.01)
+    await session.aclose()
+    await asyncio.wait_for(hook.cancelled.wait(), 2)
+    assert llm.prompts == []  # the LLM never ran for the abandoned turn
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                and not t.done()]
+    assert leftover == [], leftover
