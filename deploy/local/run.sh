@@ -9,5 +9,8 @@ extras="models" source deploy/local/_venv.sh
 source deploy/local/_system.sh
 python manage.py migrate --no-input -v 0
 python manage.py tom_models
+# ToolHub's sample parts catalog, knowledge base and PDF catalog (idempotent), so the demo
+# call and a first test call have something to look up.
+python manage.py toolhub_sample
 python manage.py tom_supervisor
 exec python manage.py tom_run --demo-call "$@"

@@ -13,9 +13,9 @@ from django.test import Client
 from django.urls import reverse
 
 from calls import services as call_services
+from tomsite.celery import app
 from toolhub.catalog import ImportReport
 from toolhub.models import ToolSource
-from tomsite.celery import app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.models]
 

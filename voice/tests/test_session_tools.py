@@ -24,7 +24,7 @@ class ScriptedHook:
     def __init__(self, *, route: list[ToolCall], delay_s: float = 0.0) -> None:
         self.routed, self.delay_s = route, delay_s
         self.calls: list[ToolCall] = []
-        self.cancelled = asyncio.Event()
+        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
 
     async def prepare(self) -> None:
         pass
@@ -38,6 +38,7 @@ class ScriptedHook:
     async def call(self, tool_call: ToolCall, *, language: str,
                    call_id: int | None) -> ToolOutcome:
         self.calls.append(tool_call)
+        self.started.set()
         try:
             await asyncio.sleep(self.delay_s)
         except asyncio.CancelledError:
@@ -132,9 +133,7 @@ async def test_hanging_up_during_a_tool_cancels_it_and_leaves_nothing_running() 
     llm, hook = ToolAwareLlm(), ScriptedHook(route=[ROUTED], delay_s=30)
     session = _session(llm, hook)
     await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
-    async with asyncio.timeout(5):
-        while not hook.calls:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(hook.started.wait(), 5)
     await session.aclose()
     await asyncio.wait_for(hook.cancelled.wait(), 2)
     assert llm.prompts == []  # the LLM never ran for the abandoned turn
