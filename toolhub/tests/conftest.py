@@ -15,12 +15,17 @@ from toolhub import catalog, sampledocs, vectorstore
 from toolhub.catalog import ImportReport
 
 _DEFAULTS = importlib.import_module("toolhub.migrations.0002_default_sources_and_categories")
+_GROUP = importlib.import_module("calls.migrations.0002_supervisors_group")
+_PERMISSIONS = importlib.import_module("toolhub.migrations.0003_supervisor_permissions")
 
 
 @pytest.fixture
 def defaults(db: None) -> None:
-    """The sources and categories migration 0002 creates (transactional tests flush them)."""
+    """What migrations create (sources, categories, the Supervisors group and its
+    permissions): transactional tests flush it."""
     _DEFAULTS.create(apps, None)
+    _GROUP.create_group(apps, None)
+    _PERMISSIONS.grant(apps, None)
 
 
 @pytest.fixture

@@ -133,3 +133,13 @@ def test_admin_import_refuses_a_file_that_is_not_utf8(supervisor_client: Client)
     response = supervisor_client.post(reverse("admin:toolhub_part_import_csv"),
                                       {"file": upload})
     assert "not UTF-8 text" in response.content.decode() and Part.objects.count() == 0
+
+
+def test_supervisors_manage_toolhub_but_cannot_add_sources(defaults: None) -> None:
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.get(name=call_services.SUPERVISORS_GROUP)
+    codenames = set(group.permissions.filter(content_type__app_label="toolhub")
+                    .values_list("codename", flat=True))
+    assert {"change_toolsource", "add_part", "delete_part", "add_catalogdocument"} <= codenames
+    assert "add_toolsource" not in codenames and "delete_toolsource" not in codenames
