@@ -82,6 +82,11 @@ class VadMachine:
                 return self._end()
         return None
 
+    @property
+    def silent_frames(self) -> int:
+        """Frames of silence so far while STOPPING (0 in any other state)."""
+        return self._run if self.state is VadState.STOPPING else 0
+
     def _end(self) -> VadEvent:
         self.state, self._run, self.speech_frames = VadState.QUIET, 0, 0
         return VadEvent.SPEECH_END

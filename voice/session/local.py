@@ -24,7 +24,7 @@ from voice import metrics, stt, tts
 from voice import tools as tool_hooks
 from voice.chunker import Chunker, ToolCall
 from voice.dsp.resample import resample
-from voice.dsp.vad import dbfs
+from voice.dsp.vad import VadState, dbfs
 from voice.protocols.metadata import CallStart
 from voice.session.base import RealtimeSession
 from voice.session.events import AgentAudio, AgentSpeech, Interruption, Transcript
@@ -84,6 +84,8 @@ class LocalSession(RealtimeSession):
         self._held: AgentSpeech | None = None  # silenced by the caller, not yet confirmed
         self._held_confirmed = False
         self._continuations: dict[int, AgentSpeech] = {}
+        # A transcription started during the end-of-turn silence, with the audio it read.
+        self._early: tuple[bytes, asyncio.Task[stt.Transcription]] | None = None
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
@@ -104,6 +106,8 @@ class LocalSession(RealtimeSession):
         """
         speech = self.speech
         _, utterance = self.segmenter.push(frame, loud_dbfs=self._echo_floor(speech, at))
+        if utterance is None:
+            self._transcribe_early()
         if self._held is None and speech is not None and speech.playing(at) \
                 and self.segmenter.in_speech and self.segmenter.loud_ms >= KILL_AFTER_MS:
             await self._silence_agent(speech, at)
@@ -113,6 +117,7 @@ class LocalSession(RealtimeSession):
         if utterance is None:
             return
         if self._held is not None and not self._held_confirmed:
+            self._take_early(None)
             await self._resume()  # a backchannel: carry on speaking
             return
         self._held, self._held_confirmed = None, False
@@ -175,6 +180,36 @@ class LocalSession(RealtimeSession):
     def _stt_backend(self) -> stt.SttBackend:
         return self._stt or stt.get_stt()
 
+    async def _transcribe(self, pcm: bytes) -> stt.Transcription:
+        async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
+            return await asyncio.to_thread(self._stt_backend().transcribe, pcm,
+                                           rate=self.call.sample_rate, language=self.language)
+
+    def _transcribe_early(self) -> None:
+        """Preemptive STT, as LiveKit's preemptive generation: once the caller has been
+        quiet for ``TOM_STT_PREEMPT_MS``, transcribe what they said while the VAD still
+        waits out the end-of-turn silence. If they go on speaking, the guess is dropped."""
+        segmenter, preempt = self.segmenter, settings.TOM_STT_PREEMPT_MS
+        if self._early is not None and segmenter.vad.state is VadState.SPEAKING:
+            self._take_early(None)  # the caller went on: that transcript is stale
+        if not preempt or self._early is not None \
+                or segmenter.trailing_silence_ms < preempt:
+            return
+        pcm = segmenter.peek()
+        if pcm:
+            self._early = (pcm, asyncio.create_task(self._transcribe(pcm),
+                                                    name="local-stt-early"))
+
+    def _take_early(self, pcm: bytes | None) -> asyncio.Task[stt.Transcription] | None:
+        """The early transcription if it read exactly ``pcm``; otherwise cancel it."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        if pcm is not None and early[0] == pcm:
+            return early[1]
+        early[1].cancel()
+        return None
+
     def _stop_turn(self) -> None:
         self._cancel.set()
         if self._task is not None and not self._task.done():
@@ -184,8 +219,9 @@ class LocalSession(RealtimeSession):
         self._stop_turn()  # a caller still talking supersedes a turn not yet spoken
         self._cancel = threading.Event()
         self._turn += 1
-        self._task = asyncio.create_task(self._run_turn(pcm, speech_end_at, self._turn,
-                                                        self._cancel), name="local-turn")
+        self._task = asyncio.create_task(self._run_turn(
+            pcm, speech_end_at, self._turn, self._cancel, self._take_early(pcm)),
+            name="local-turn")
         self._task.add_done_callback(self._turn_done)
 
     def _turn_done(self, task: asyncio.Task[None]) -> None:
@@ -194,9 +230,10 @@ class LocalSession(RealtimeSession):
                          extra={"turn": self._turn})
 
     async def _run_turn(self, pcm: bytes, speech_end_at: float, turn: int,
-                        cancel: threading.Event) -> None:
+                        cancel: threading.Event,
+                        early: asyncio.Task[stt.Transcription] | None) -> None:
         try:
-            await self._answer_turn(pcm, speech_end_at, turn, cancel)
+            await self._answer_turn(pcm, speech_end_at, turn, cancel, early)
         except TimeoutError:
             # Every model slot stayed busy for BUSY_WAIT_S: say so instead of going silent.
             metrics.BACKPRESSURE.labels(stage="overload").inc()
@@ -214,11 +251,14 @@ class LocalSession(RealtimeSession):
         await self.events.put(AgentAudio(speech=speech, pcm=pcm, final=True, text=text))
 
     async def _answer_turn(self, pcm: bytes, speech_end_at: float, turn: int,
-                           cancel: threading.Event) -> None:
+                           cancel: threading.Event,
+                           early: asyncio.Task[stt.Transcription] | None) -> None:
         rate = self.call.sample_rate
-        async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
-            heard = await asyncio.to_thread(self._stt_backend().transcribe, pcm, rate=rate,
-                                            language=self.language)
+        try:
+            heard = await early if early is not None else await self._transcribe(pcm)
+        finally:
+            if early is not None and not early.done():
+                early.cancel()
         metrics.STT_LATENCY.observe(heard.ms / 1000)
         if not heard.text:
             return
@@ -368,7 +408,10 @@ class LocalSession(RealtimeSession):
                 await asyncio.wait_for(asyncio.shield(self._task), 30)
 
     async def aclose(self) -> None:
+        early = self._early[1] if self._early is not None else None
+        self._take_early(None)
         self._stop_turn()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (early, self._task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

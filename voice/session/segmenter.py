@@ -75,6 +75,21 @@ class UtteranceSegmenter:
             return event, self.take()
         return event, None
 
+    @property
+    def trailing_silence_ms(self) -> float:
+        """How long the caller has been silent in an utterance not yet ended."""
+        return self.vad.silent_frames * FRAME_S * 1000
+
+    def peek(self) -> bytes | None:
+        """The utterance so far without its trailing silence, leaving it in place.
+
+        If no more speech comes, ``take`` at the end of the turn returns these same bytes,
+        so a transcription started now can stand for the turn's.
+        """
+        if not self._frames or not self.vad.silent_frames:
+            return None
+        return b"".join(self._frames[:max(1, len(self._frames) - self.vad.silent_frames)])
+
     def take(self) -> bytes | None:
         """The utterance so far (trailing silence dropped), and start afresh."""
         if not self._frames:
