@@ -48,10 +48,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--stt-model", default="base", help="base, tiny.en or a folder")
     parser.add_argument("--vad-stop-ms", type=int, default=450)
+    parser.add_argument("--preempt-ms", type=int, default=150,
+                        help="TOM_STT_PREEMPT_MS (0: transcribe only after the turn ends)")
     args = parser.parse_args()
 
     env = embedded_env(TOM_SESSION_BACKEND="local", TOM_STT_MODEL=args.stt_model,
-                       TOM_VAD_STOP_MS=str(args.vad_stop_ms))
+                       TOM_VAD_STOP_MS=str(args.vad_stop_ms),
+                       TOM_STT_PREEMPT_MS=str(args.preempt_ms))
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "tom_models"], cwd=REPO, env=env, check=True,
                    stdout=subprocess.DEVNULL)
@@ -116,7 +119,8 @@ def main() -> None:
             print(f"| {name} | 0 | - | - |")
 
     print(f"\n{args.calls} calls, STT {args.stt_model}, Qwen2.5 0.5B Q4_K_M, Piper joe-medium, "
-          f"VAD end-of-turn silence {args.vad_stop_ms} ms, {os.cpu_count()} cores\n")
+          f"VAD end-of-turn silence {args.vad_stop_ms} ms, preemptive STT after "
+          f"{args.preempt_ms or 'off'} ms, {os.cpu_count()} cores\n")
     print("| stage | n | p50 ms | p95 ms |\n|---|---|---|---|")
     row("STT", [t.stt_ms / 1000 for t in turns if t.stt_ms is not None])
     row("LLM first token", [t.llm_first_token_ms / 1000 for t in turns

@@ -3,9 +3,11 @@ PostgreSQL pass, the filesystem broker in the embedded pass)."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -15,7 +17,9 @@ from django.urls import reverse
 from calls import services as call_services
 from tomsite.celery import app
 from toolhub.catalog import ImportReport
-from toolhub.models import ToolSource
+from toolhub.models import CatalogDocument, ToolSource
+from toolhub.pdf import pdf_write
+from toolhub.services import tool_call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.models]
 
@@ -57,3 +61,27 @@ def test_check_now_records_health_from_the_worker(
     assert "no indexed articles" in knowledge.last_error
     page = client.get(reverse("admin:toolhub_toolsource_changelist")).content.decode()
     assert "Failing" in page and "no indexed articles" in page
+
+
+def test_a_catalog_uploaded_in_the_admin_is_indexed_by_the_worker(
+        defaults: None, chroma_dir: Path, worker: None, settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    _, password = call_services.supervisor_ensure(username="sue")
+    client = Client()
+    assert client.login(username="sue", password=password)
+    source = ToolSource.objects.get(kind=ToolSource.Kind.PDF_CATALOG)
+    upload = io.BytesIO(pdf_write([["Cover"], ["Wiper blades: replace every six months."]]))
+    upload.name = "wipers.pdf"
+    response = client.post(reverse("admin:toolhub_catalogdocument_add"), {
+        "source": source.pk, "title": "Wipers", "file": upload,
+        "uploaded_at_0": "2026-11-25", "uploaded_at_1": "10:00:00"}, follow=True)
+    assert response.status_code == 200
+    document = CatalogDocument.objects.get(title="Wipers")
+    deadline = time.monotonic() + 30
+    while document.status == CatalogDocument.Status.PENDING and time.monotonic() < deadline:
+        time.sleep(0.2)
+        document.refresh_from_db()
+    assert document.status == CatalogDocument.Status.INDEXED, document.error
+    assert document.pages == 2
+    result = tool_call(name="catalog_search", arguments={"query": "how often wiper blades"})
+    assert result.ok and result.content["passages"][0]["page"] == 2
