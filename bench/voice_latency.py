@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--stt-model", default="base", help="base, tiny.en or a folder")
     parser.add_argument("--vad-stop-ms", type=int, default=450)
-    parser.add_argument("--preempt-ms", type=int, default=150,
+    parser.add_argument("--preempt-ms", type=int, default=250,
                         help="TOM_STT_PREEMPT_MS (0: transcribe only after the turn ends)")
     args = parser.parse_args()
 

@@ -47,7 +47,7 @@ TOM_VAD_AGGRESSIVENESS = env_int("TOM_VAD_AGGRESSIVENESS", 2)
 TOM_VAD_START_MS = env_int("TOM_VAD_START_MS", 60)
 TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
 # Start transcribing after this much silence, before the turn is over (0: off).
-TOM_STT_PREEMPT_MS = env_int("TOM_STT_PREEMPT_MS", 150)
+TOM_STT_PREEMPT_MS = env_int("TOM_STT_PREEMPT_MS", 250)
 
 # --- FreeSWITCH -------------------------------------------------------------------
 FREESWITCH_ESL_HOST = env_str("FREESWITCH_ESL_HOST")  # empty: no Event Socket checks
