@@ -60,3 +60,42 @@ async def health_status() -> dict[str, Any]:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _broker_probe() -> Probe:
+    """Open a connection to the Celery broker (Redis, or the embedded filesystem one)."""
+    from tomsite.celery import app
+
+    started = time.perf_counter()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=int(PROBE_TIMEOUT_S))
+    except Exception as exc:  # unreachable broker: unhealthy, with the reason
+        return Probe("broker", False, _ms(started), type(exc).__name__)
+    return Probe("broker", True, _ms(started), app.conf.broker_url.split("://")[0])
+
+
+def _web_probe(url: str) -> Probe:
+    """The web process answers /healthz and reports itself healthy."""
+    import json
+    import urllib.request
+
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/healthz",  # noqa: S310
+                                    timeout=PROBE_TIMEOUT_S) as response:
+            ok = bool(json.loads(response.read()).get("ok"))
+    except Exception as exc:  # refused, timeout, 503: the web process is not healthy
+        return Probe("web", False, _ms(started), type(exc).__name__)
+    return Probe("web", ok, _ms(started), url)
+
+
+async def selfcheck_status(*, web_url: str | None = None) -> dict[str, Any]:
+    """``health_status`` plus the broker and, given its URL, the web process."""
+    status = await health_status()
+    probes = [await database_sync_to_async(_broker_probe)()]
+    if web_url:
+        probes.append(await database_sync_to_async(_web_probe)(web_url))
+    status["probes"] += [asdict(p) for p in probes]
+    status["ok"] = status["ok"] and all(p.ok for p in probes)
+    return status

@@ -10,6 +10,7 @@ the process merely existing.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,15 +32,20 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self, *, cwd: Path, detach: bool) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        for folder in (v for k, v in self.env.items() if k == "PROMETHEUS_MULTIPROC_DIR"):
+            shutil.rmtree(folder, ignore_errors=True)  # counts of an earlier run are stale
+            Path(folder).mkdir(parents=True)
         self.process = subprocess.Popen(  # noqa: S603  (our own interpreter and modules)
             self.argv, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=detach,
+            env={**os.environ, **self.env},
         )
 
     @property
@@ -84,7 +90,9 @@ def build_children(*, host: str, port: int, log_dir: Path, concurrency: int,
                       "tomsite.asgi:application"], log_dir / "web.log"),
         Child("worker", [python, "-m", "celery", "-A", "tomsite", "worker", "-l", "INFO",
                          "-n", "tom@%h", f"--concurrency={concurrency}"],
-              log_dir / "worker.log"),
+              log_dir / "worker.log",
+              # Prefork children share their metrics through this folder (tomsite.metrics).
+              env={"PROMETHEUS_MULTIPROC_DIR": str(log_dir.parent / "worker-metrics")}),
         Child("beat", [python, "-m", "celery", "-A", "tomsite", "beat", "-l", "INFO",
                        f"--pidfile={log_dir / 'beat.pid'}"], log_dir / "beat.log"),
     ]

@@ -89,7 +89,8 @@ TOM_BARGE_IN_MIN_DBFS = env_float("TOM_BARGE_IN_MIN_DBFS", -45.0)
 # --- Monitoring ---------------------------------------------------------------------
 TOM_METRICS_ALLOWED_IPS = env_list("TOM_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 TOM_METRICS_TOKEN = env_str("TOM_METRICS_TOKEN")  # empty: only allowed IPs may scrape
-TOM_CELERY_METRICS_PORT = env_int("TOM_CELERY_METRICS_PORT", 9808)
+TOM_CELERY_METRICS_PORT = env_int("TOM_CELERY_METRICS_PORT", 9808)  # 0: no exporter
+TOM_CELERY_METRICS_ADDRESS = env_str("TOM_CELERY_METRICS_ADDRESS", "127.0.0.1")
 
 # --- Rate Limiting --------------------------------------------------------------------
 TOM_RATE_LIMIT_MSGS = env_int("TOM_RATE_LIMIT_MSGS", 120)  # sustained messages/s per call

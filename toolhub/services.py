@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from tomsite.metrics import error_count
 from toolhub import metrics, registry
 from toolhub.models import ToolSource
 
@@ -147,6 +148,7 @@ def _settle(result: ToolResult, outcome: Any, exc: BaseException | None,
     if isinstance(exc, TimeoutError | FutureTimeout):
         result.error = f"{result.name} took longer than {timeout:g} s; try again later"
     elif exc is not None:
+        error_count(component="toolhub")
         logger.error("toolhub.tool_crashed", exc_info=exc, extra={"tool": result.name})
         result.error = f"{result.name} failed: {type(exc).__name__}: {exc}"[:300]
     else:

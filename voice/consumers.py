@@ -21,6 +21,7 @@ from django.conf import settings
 
 from calls import services as call_services
 from calls.models import Call
+from tomsite.metrics import error_count
 from voice import metrics
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
 from voice.dsp.framing import FrameBuffer, frame_bytes
@@ -108,6 +109,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
+            error_count(component="fork")
             logger.error("fork.task_failed", exc_info=task.exception(),
                          extra={"task": task.get_name(), "call_id": getattr(self.call, "pk", None)})
             if not self.closing:
@@ -154,6 +156,9 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.call = await database_sync_to_async(call_services.call_start)(
             uuid=start.uuid, caller=start.caller, callee=start.callee, direction=start.direction,
             language=start.language or settings.TOM_LANGUAGE,
+            # Set by TOM's own test calls (greenlights, the nightly synthetic call): the
+            # fork is authenticated, so its metadata is the dialplan's or ours.
+            synthetic=start.extra.get("tomSynthetic") is True,
             metadata={**start.extra, "mixType": start.mix_type, "sampleRate": start.sample_rate,
                       "encoding": start.encoding, "mode": self.mode, "flavour": self.flavour},
         )

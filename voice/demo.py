@@ -33,13 +33,16 @@ def demo_caller_wav() -> Path:
     return path
 
 
-def demo_call(*, ws_base: str, rate: int = 8000) -> DemoResult:
-    """Place one call as FreeSWITCH would (8 kHz, μ-law line) and return what happened."""
-    call_uuid = f"demo-{uuid.uuid4()}"
+def demo_call(*, ws_base: str, rate: int = 8000, synthetic: bool = False) -> DemoResult:
+    """Place one call as FreeSWITCH would (8 kHz, μ-law line) and return what happened.
+
+    ``synthetic`` marks the call as TOM's own test call in the call record.
+    """
+    call_uuid = f"{'synthetic' if synthetic else 'demo'}-{uuid.uuid4()}"
     client = ForkClient(
         url=f"{ws_base}/ws/fork/?token={fork_token_mint(call_uuid=call_uuid)}",
         metadata={"uuid": call_uuid, "sampleRate": rate, "language": "en",
-                  "direction": "inbound"},
+                  "direction": "inbound", **({"tomSynthetic": True} if synthetic else {})},
         rate=rate,
         segments=[Segment(read_wav(demo_caller_wav(), rate=rate, telephone=True), pause_s=8.0)],
     )

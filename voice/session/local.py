@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from tomsite.metrics import error_count
 from voice import llm as llm_module
 from voice import metrics, stt, tts
 from voice import tools as tool_hooks
@@ -226,6 +227,7 @@ class LocalSession(RealtimeSession):
 
     def _turn_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
+            error_count(component="session")
             logger.error("session.turn_failed", exc_info=task.exception(),
                          extra={"turn": self._turn})
 
@@ -295,6 +297,7 @@ class LocalSession(RealtimeSession):
         try:
             return await self.tools.route(text=text, language=self.language)
         except Exception:  # a broken router must not cost the caller the answer
+            error_count(component="toolhub")
             logger.exception("session.tool_route_failed", extra={"turn": self._turn})
             return []
 

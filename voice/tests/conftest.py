@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,15 +122,18 @@ def live_server_process(transactional_db: None, settings: Any,
     database_url = _database_url()
     connections.close_all()  # here, not in start(): tests call start() from async code
 
-    def start(**overrides: Any) -> LiveServer:
+    def start(log: Path | None = None, **overrides: Any) -> LiveServer:
+        """``log``: a file for the server's stdout and stderr (its logs), else inherited."""
         env = {**os.environ, "DATABASE_URL": database_url,
                "TOM_SESSION_BACKEND": "echo", "TOM_WS_IDLE_TIMEOUT_S": "5",
                "TOM_JWT_SECRET": settings.TOM_JWT_SECRET, "SECRET_KEY": settings.SECRET_KEY,
                "TOM_PHONE_HASH_KEY": settings.TOM_PHONE_HASH_KEY, "TOM_LOG_LEVEL": "WARNING"}
         env.update({name: str(value) for name, value in overrides.items()})
+        output = log.open("ab") if log is not None else None
         server = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port),
-             "tomsite.asgi:application"], cwd=REPO, env=env)
+             "tomsite.asgi:application"], cwd=REPO, env=env, stdout=output,
+            stderr=subprocess.STDOUT if output else None)
         started.append(server)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -63,3 +63,19 @@ async def test_a_parts_question_is_answered_from_the_catalog(live_server_process
     print(f"\ncaller: {turn.caller_text}\nagent: {turn.agent_text}\n"  # noqa: T201
           f"tools: {calls[0]['ms']} ms, e2e {turn.e2e_ms} ms")
     assert any(fact in answer for fact in facts), (turn.agent_text, facts)
+    # The web process's /metrics saw the call: every stage histogram and the call counter.
+    scraped = await sync_to_async(_scrape)(f"{server.http}/metrics")
+    for series in ("tom_pipeline_e2e_latency_seconds_count", "tom_stt_latency_seconds_count",
+                   "tom_llm_latency_seconds_count", "tom_tts_latency_seconds_count",
+                   "tom_telephony_calls_total"):
+        assert scraped.get(series, 0) >= 1, (series, scraped.get(series))
+    assert scraped['tom_tool_calls_total{source="parts",tool="parts_lookup"}'] >= 1
+
+
+def _scrape(url: str) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines if line and not line.startswith("#")}
