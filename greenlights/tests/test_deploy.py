@@ -48,8 +48,8 @@ def tom_metrics() -> set[str]:
 def referenced(expr: str) -> set[str]:
     labels_removed = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
     words = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", labels_removed))
-    names = {w for w in words if w not in PROMQL_WORDS and not re.fullmatch(r"[a-z]+", w)
-             or w == "up"}
+    names = {w for w in words
+             if (w not in PROMQL_WORDS and not re.fullmatch(r"[a-z]+", w)) or w == "up"}
     return {re.sub(r"_(bucket|sum|count)$", "", n) if n.startswith("tom_") else n
             for n in names}
 
@@ -138,7 +138,7 @@ def test_the_monitoring_compose_file(tmp_path: Path) -> None:
         assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), image
         assert service["network_mode"] == "host", name
         flat = json.dumps(service)
-        assert "0.0.0.0" not in flat, f"{name} listens on every address"
+        assert "0.0.0.0" not in flat, f"{name} listens on every address"  # noqa: S104
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
