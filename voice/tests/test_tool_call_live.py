@@ -5,6 +5,8 @@ names a part number or price from the catalog."""
 from __future__ import annotations
 
 import importlib
+import io
+import json
 import re
 import uuid
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.apps import apps
+from django.core.management import call_command
 
 from calls.models import Call
 from toolhub import catalog, sampledocs
@@ -70,6 +73,14 @@ async def test_a_parts_question_is_answered_from_the_catalog(live_server_process
                    "tom_telephony_calls_total"):
         assert scraped.get(series, 0) >= 1, (series, scraped.get(series))
     assert scraped['tom_tool_calls_total{source="parts",tool="parts_lookup"}'] >= 1
+    # The nightly synthetic call (tom-nightly-synthetic.timer) through the same server.
+    out = io.StringIO()
+    await sync_to_async(call_command)("tom_synthetic_call", "--url",
+                                      f"ws://{server.host}:{server.port}", stdout=out)
+    synthetic = json.loads(out.getvalue())
+    assert synthetic["answered"] and synthetic["errors"] == []
+    call = await database_sync_to_async(Call.objects.get)(pk=synthetic["call_id"])
+    assert call.synthetic is True
 
 
 def _scrape(url: str) -> dict[str, float]:
