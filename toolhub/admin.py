@@ -113,12 +113,33 @@ class PartAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/toolhub/part/import_csv.html", context)
 
 
+class IndexedDocumentAdmin(admin.ModelAdmin):
+    """Deleting a document also deletes its chunks from ChromaDB."""
+
+    def forget(self, document_id: int) -> None:
+        raise NotImplementedError
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        document_id = obj.pk
+        super().delete_model(request, obj)
+        self.forget(document_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        for document_id in ids:
+            self.forget(document_id)
+
+
 @admin.register(CatalogDocument)
-class CatalogDocumentAdmin(admin.ModelAdmin):
+class CatalogDocumentAdmin(IndexedDocumentAdmin):
     list_display = ("title", "source", "status", "pages", "chunks", "uploaded_at", "indexed_at")
     list_filter = ("status", "source")
     readonly_fields = ("status", "error", "pages", "chunks", "indexed_at")
     actions = ("reindex",)
+
+    def forget(self, document_id: int) -> None:
+        documents.catalog_document_forget(document_id=document_id)
 
     def save_model(self, request: HttpRequest, obj: CatalogDocument, form: Any,
                    change: bool) -> None:
@@ -128,18 +149,6 @@ class CatalogDocumentAdmin(admin.ModelAdmin):
         if "file" in form.changed_data:
             transaction.on_commit(lambda: tasks.catalog_document_ingest.delay(obj.pk))
 
-    def delete_model(self, request: HttpRequest, obj: CatalogDocument) -> None:
-        document_id = obj.pk
-        super().delete_model(request, obj)
-        documents.catalog_document_forget(document_id=document_id)
-
-    def delete_queryset(self, request: HttpRequest,
-                        queryset: QuerySet[CatalogDocument]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        super().delete_queryset(request, queryset)
-        for document_id in ids:
-            documents.catalog_document_forget(document_id=document_id)
-
     @admin.action(description="Index again", permissions=["change"])
     def reindex(self, request: HttpRequest, queryset: QuerySet[CatalogDocument]) -> None:
         for document_id in queryset.values_list("pk", flat=True):
@@ -148,25 +157,16 @@ class CatalogDocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(KnowledgeDocument)
-class KnowledgeDocumentAdmin(admin.ModelAdmin):
+class KnowledgeDocumentAdmin(IndexedDocumentAdmin):
     list_display = ("title", "language", "source", "updated_at", "indexed_at")
     list_filter = ("language", "source")
     search_fields = ("title", "body")
     readonly_fields = ("indexed_at",)
 
+    def forget(self, document_id: int) -> None:
+        documents.knowledge_document_forget(document_id=document_id)
+
     def save_model(self, request: HttpRequest, obj: KnowledgeDocument, form: Any,
                    change: bool) -> None:
         super().save_model(request, obj, form, change)
         transaction.on_commit(lambda: tasks.knowledge_document_index.delay(obj.pk))
-
-    def delete_model(self, request: HttpRequest, obj: KnowledgeDocument) -> None:
-        document_id = obj.pk
-        super().delete_model(request, obj)
-        documents.knowledge_document_forget(document_id=document_id)
-
-    def delete_queryset(self, request: HttpRequest,
-                        queryset: QuerySet[KnowledgeDocument]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        super().delete_queryset(request, queryset)
-        for document_id in ids:
-            documents.knowledge_document_forget(document_id=document_id)

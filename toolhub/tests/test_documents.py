@@ -181,3 +181,23 @@ def test_knowledge_base_search_through_the_chroma_server(
         assert title in _knowledge_answers(question, language)[:3], question
     source = ToolSource.objects.get(kind=ToolSource.Kind.KNOWLEDGE_BASE)
     assert vectorstore.count(kind="knowledge_base", source_id=source.pk) >= 18
+
+
+def test_deleting_a_catalog_in_the_admin_removes_its_chunks(
+        defaults: None, chroma_dir: Path, settings: Any, tmp_path: Path) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    from calls.services import supervisor_ensure
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    source = _pdf_source()
+    document = documents.catalog_document_ingest(document=_upload(source, EDITION_1, "Brakes"))
+    assert vectorstore.count(kind="pdf_catalog", source_id=source.pk) == document.chunks > 0
+    _, password = supervisor_ensure(username="sue")
+    client = Client()
+    assert client.login(username="sue", password=password)
+    response = client.post(reverse("admin:toolhub_catalogdocument_delete",
+                                   args=[document.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert vectorstore.count(kind="pdf_catalog", source_id=source.pk) == 0
