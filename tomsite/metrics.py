@@ -20,7 +20,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, start_http_s
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS = ("fork", "session", "stt", "llm", "tts", "toolhub", "celery", "web")
+COMPONENTS = ("fork", "session", "stt", "llm", "tts", "toolhub", "celery", "greenlights",
+              "web")
 ERRORS = Counter("tom_errors", "Errors caught and logged, by component.", ["component"])
 for _component in COMPONENTS:  # every series exists from the start, at zero
     ERRORS.labels(component=_component)
