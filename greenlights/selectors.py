@@ -99,3 +99,58 @@ async def selfcheck_status(*, web_url: str | None = None) -> dict[str, Any]:
     status["probes"] += [asdict(p) for p in probes]
     status["ok"] = status["ok"] and all(p.ok for p in probes)
     return status
+
+
+# The number each check's sparkline follows (a value its result carries).
+TREND_VALUES = {"stt_latency": "worst_ms", "llm_latency": "worst_ms", "tts_latency": "worst_ms",
+                "e2e_latency": "client_ms", "barge_in": "barge_in_ms", "audio_quality": "wer"}
+
+
+def result_event(result: Any) -> dict[str, Any]:
+    """What the page (and its event stream) shows of one result."""
+    from django.urls import reverse
+
+    return {"check": result.name, "category": result.category, "state": result.state,
+            "summary": result.summary, "values": result.values, "error": result.error,
+            "ms": result.ms, "call_url": reverse("admin:calls_call_change", args=[result.call_id])
+            if result.call_id else None}
+
+
+def _trend_value(name: str, values: dict[str, Any]) -> float | None:
+    value = values.get(TREND_VALUES.get(name, ""))
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def sparkline(points: list[float], *, width: int = 120, height: int = 24) -> str:
+    """An SVG polyline's points for ``points`` (oldest first), scaled to the box."""
+    if len(points) < 2:
+        return ""
+    low, high = min(points), max(points)
+    span = (high - low) or 1.0
+    step = width / (len(points) - 1)
+    return " ".join(f"{i * step:.1f},{height - (p - low) / span * (height - 2) - 1:.1f}"
+                    for i, p in enumerate(points))
+
+
+def page_state(*, history: int = 20) -> dict[str, Any]:
+    from greenlights.checks import REGISTRY
+    from greenlights.models import GreenlightResult, GreenlightRun
+
+    runs = list(GreenlightRun.objects.order_by("-started_at")[:history])
+    latest: dict[str, Any] = {}
+    for result in GreenlightResult.objects.filter(run__in=runs).order_by("-run__started_at",
+                                                                        "-id"):
+        latest.setdefault(result.name, result)
+    trends: dict[str, list[float]] = {}
+    for result in GreenlightResult.objects.filter(
+            run__in=runs, name__in=list(TREND_VALUES)).order_by("run__started_at"):
+        value = _trend_value(result.name, result.values)
+        if value is not None:
+            trends.setdefault(result.name, []).append(value)
+    tiles = [{"name": c.name, "category": c.category,
+              "result": result_event(latest[c.name]) if c.name in latest else None,
+              "sparkline": sparkline(trends.get(c.name, []))} for c in REGISTRY.values()]
+    return {"tiles": tiles, "runs": runs,
+            "running": next((r for r in runs if r.state == "running"), None)}

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from tomsite.env import (
     env_bool,
@@ -213,6 +214,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "calls.tasks.calls_reap_stale",
         "schedule": 300.0,
         "options": {"expires": 240},
+    },
+    "greenlights.selfcheck": {
+        "task": "greenlights.tasks.selfcheck",
+        "schedule": crontab(),  # every minute
+        "options": {"expires": 50},
+    },
+    "greenlights.nightly": {
+        "task": "greenlights.tasks.nightly",
+        "schedule": crontab(hour=3, minute=15),
+        "options": {"expires": 3600},
     },
 }
 

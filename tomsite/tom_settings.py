@@ -7,6 +7,8 @@ machine are off until the environment turns them on.
 
 from __future__ import annotations
 
+import json
+
 from tomsite.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
 
 _DATA = env_path("TOM_DATA_DIR", "var")
@@ -91,6 +93,10 @@ TOM_METRICS_ALLOWED_IPS = env_list("TOM_METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 TOM_METRICS_TOKEN = env_str("TOM_METRICS_TOKEN")  # empty: only allowed IPs may scrape
 TOM_CELERY_METRICS_PORT = env_int("TOM_CELERY_METRICS_PORT", 9808)  # 0: no exporter
 TOM_CELERY_METRICS_ADDRESS = env_str("TOM_CELERY_METRICS_ADDRESS", "127.0.0.1")
+# Greenlights: per-check (green up to, yellow up to) overrides as JSON, e.g.
+# {"e2e_latency": [1200, 3000]}; a run still "running" after this long was abandoned.
+TOM_GREENLIGHTS_THRESHOLDS = json.loads(env_str("TOM_GREENLIGHTS_THRESHOLDS") or "{}")
+TOM_GREENLIGHTS_STALE_S = env_int("TOM_GREENLIGHTS_STALE_S", 900)
 
 # --- Rate Limiting --------------------------------------------------------------------
 TOM_RATE_LIMIT_MSGS = env_int("TOM_RATE_LIMIT_MSGS", 120)  # sustained messages/s per call
