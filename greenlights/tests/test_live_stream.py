@@ -33,12 +33,12 @@ def _fake(name: str) -> Check:
 
 
 @pytest.fixture
-def fast_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def fast_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The twelve real names, each answering at once (the plumbing is under test here)."""
     names = list(checks.REGISTRY)
     monkeypatch.setattr(checks, "REGISTRY", {n: _fake(n) for n in names})
     monkeypatch.setattr("greenlights.services.REGISTRY", checks.REGISTRY)
-    yield names
+    return names
 
 
 @pytest.fixture
