@@ -16,6 +16,8 @@ from typing import Any, get_type_hints
 
 import pydantic
 
+from toolhub import metrics
+
 
 @dataclass(frozen=True)
 class Tool:
@@ -66,6 +68,10 @@ def tool(*, kind: str, name: str | None = None) -> Callable[[Callable[..., Any]]
             **fields)
         _REGISTRY[tool_name] = Tool(name=tool_name, kind=kind, description=description,
                                     func=func, arguments=model)
+        # Every tool's series exist from the start at zero, so dashboards, alerts and the
+        # monitoring check see them before the first call.
+        for metric in (metrics.TOOL_CALLS, metrics.TOOL_CALLS_FAILED, metrics.TOOL_LATENCY_MS):
+            metric.labels(tool=tool_name, source=kind)
         return func
     return register
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
@@ -172,8 +173,10 @@ async def tool_acall(*, name: str, arguments: Any, context: ToolContext | None =
                      timeout: float | None = None) -> ToolResult:  # noqa: ASYNC109
     """``tool_call`` for the event loop: validation and the tool run off the loop."""
     started, timeout = time.perf_counter(), timeout or settings.TOM_TOOL_TIMEOUT_S
-    result, future = await asyncio.to_thread(_submit, name, arguments,
-                                             context or ToolContext(), started)
+    # database_sync_to_async: the lookup runs in a worker thread whose connection must be
+    # closed after it, as channels does for consumers.
+    result, future = await database_sync_to_async(_submit)(name, arguments,
+                                                           context or ToolContext(), started)
     if future is not None:
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
