@@ -151,8 +151,13 @@ class ForkClient:
                 await ws.send(text)
             receiver = asyncio.create_task(self._receive(ws))
             try:
-                await self._stream(ws)
-                await self._finish(ws, receiver)
+                try:
+                    await self._stream(ws)
+                    await self._finish(ws, receiver)
+                except websockets.ConnectionClosed:
+                    # The server ended the call first (FreeSWITCH would stop forking): what
+                    # it said (an error message, the close code) is the report.
+                    await asyncio.wait_for(asyncio.shield(receiver), timeout=5)
             finally:
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
