@@ -8,15 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 extras="dev,models" source deploy/local/_venv.sh
 source deploy/local/_system.sh
-# The deployment tests run Prometheus' promtool and systemd-analyze on deploy/.
-for tool in promtool:prometheus systemd-analyze:systemd; do
+# The deployment tests run promtool and systemd-analyze on deploy/; the greenlights page
+# test drives Debian's chromium through chromedriver.
+for tool in promtool:prometheus systemd-analyze:systemd chromium:chromium \
+            chromedriver:chromium-driver; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing ${tool#*:} (Debian) for ${tool%%:*} ..."
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${tool#*:}" >/dev/null
     else
-      echo "warning: ${tool%%:*} is missing (apt-get install ${tool#*:}); deploy tests fail" >&2
+      echo "warning: ${tool%%:*} is missing (apt-get install ${tool#*:}); its tests fail" >&2
     fi
   fi
 done

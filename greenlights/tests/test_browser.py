@@ -1,0 +1,112 @@
+"""The greenlights page in a real headless Chromium: log in, click "Run now", watch the
+tiles change colour as results stream in from a real Celery worker, keep a screenshot
+(var/test-artifacts/greenlights.png)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from calls import services as call_services
+from conftest import REPO
+from voice.tests.conftest import LiveServer, _database_url
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = REPO / "var" / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("Debian's chromium and chromium-driver are missing: deploy/local/test.sh "
+                    "installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1280,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def worker_for(tmp_path: Path) -> Iterator[Any]:
+    """A `celery worker` process checking the given live server, on the test database."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(server: LiveServer) -> None:
+        env = dict(os.environ)
+        env.update(DATABASE_URL=_database_url(), TOM_DATA_DIR=str(settings.TOM_DATA_DIR),
+                   TOM_HOST=server.host, TOM_PORT=str(server.port),
+                   TOM_JWT_SECRET=settings.TOM_JWT_SECRET, SECRET_KEY=settings.SECRET_KEY,
+                   TOM_PHONE_HASH_KEY=settings.TOM_PHONE_HASH_KEY,
+                   TOM_CELERY_METRICS_PORT="0", TOM_LOG_LEVEL="WARNING")
+        if settings.REDIS_URL:
+            env["REDIS_URL"] = settings.REDIS_URL
+        log = (tmp_path / "worker.log").open("ab")
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tomsite", "worker", "--pool", "solo",
+             "-Q", "celery", "-n", f"browser-{server.port}@%h", "-l", "WARNING"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(20)
+
+
+def test_run_now_in_chromium_colours_the_tiles_live(
+        live_server_process: Any, worker_for: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server: LiveServer = live_server_process()
+    worker_for(server)
+    _, password = call_services.supervisor_ensure(username="sue")
+    browser.get(f"{server.http}/admin/login/?next=/greenlights/")
+    browser.find_element(By.ID, "id_username").send_keys("sue")
+    browser.find_element(By.ID, "id_password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "run-now"))
+
+    def states() -> list[str]:
+        return [t.get_attribute("data-state")
+                for t in browser.find_elements(By.CSS_SELECTOR, ".tile")]
+
+    assert len(states()) == 12 and set(states()) == {"pending"}
+    browser.find_element(By.ID, "run-now").click()
+    seen: list[list[str]] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        seen.append(states())
+        status = browser.find_element(By.ID, "run-status").text
+        if status.startswith("run ") and ": " in status:
+            break
+        time.sleep(0.2)
+    final = states()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "greenlights.png"))
+    assert ": " in browser.find_element(By.ID, "run-status").text, seen[-1]
+    # Live: tiles were "running" after the click, then each took its colour as its
+    # result arrived, some before others.
+    assert any("running" in s for s in seen)
+    assert any("running" in s and set(s) - {"running"} for s in seen), "no partial update"
+    assert set(final) <= {"green", "yellow", "red"} and len(final) == 12
+    assert (ARTIFACTS / "greenlights.png").stat().st_size > 10_000
