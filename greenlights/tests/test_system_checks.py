@@ -64,3 +64,24 @@ def test_a_closed_event_socket_is_red(live_server_process: Any, settings: Any,
     result = greenlight_run_execute(run=run, web_url="http://127.0.0.1:9").results.get()
     assert result.state == State.RED
     assert f"Event Socket 127.0.0.1:{free_port}" in result.summary
+
+
+def test_the_selfcheck_command_runs_the_fast_subset(live_server_process: Any) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    from greenlights.tasks import SELFCHECK
+
+    _parts_only()
+    server: LiveServer = live_server_process()
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("greenlights", "--selfcheck", "--json", "--url", server.http, stdout=out)
+    results = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["check"] for r in results] == SELFCHECK
+    run = GreenlightRun.objects.get()
+    assert run.trigger == GreenlightRun.Trigger.SCHEDULE and run.only == SELFCHECK
+    # Monitoring is yellow here (no call during the run), so the exit code says yellow.
+    assert exited.value.code == {"green": 0, "yellow": 1, "red": 2}[run.state]

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from greenlights.models import GreenlightRun, State
 from greenlights.services import greenlight_run_create, greenlight_run_execute
+from greenlights.tasks import SELFCHECK
 
 EXIT = {State.GREEN: 0, State.YELLOW: 1, State.RED: 2}
 
@@ -22,11 +23,20 @@ class Command(BaseCommand):
                             help="run only this check (repeatable)")
         parser.add_argument("--json", action="store_true", help="one JSON object per result")
         parser.add_argument("--url", help="TOM's web base URL (default TOM_HOST:TOM_PORT)")
+        kind = parser.add_mutually_exclusive_group()
+        kind.add_argument("--selfcheck", action="store_true",
+                          help="the minutely fast subset (what tom-selfcheck.timer runs)")
+        kind.add_argument("--nightly", action="store_true",
+                          help="every check as the nightly run (a red run counts as an error)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        trigger, only = GreenlightRun.Trigger.COMMAND, options["only"]
+        if options["selfcheck"]:
+            trigger, only = GreenlightRun.Trigger.SCHEDULE, SELFCHECK
+        elif options["nightly"]:
+            trigger = GreenlightRun.Trigger.NIGHTLY
         try:
-            run = greenlight_run_create(trigger=GreenlightRun.Trigger.COMMAND,
-                                        only=options["only"])
+            run = greenlight_run_create(trigger=trigger, only=only)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if run is None:
