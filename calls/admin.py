@@ -164,3 +164,5 @@ class CallerNumberAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
         for caller_number in queryset:
             services.caller_number_block(caller_number=caller_number, blocked=False)
         self.message_user(request, f"Unblocked {queryset.count()} caller(s).", messages.SUCCESS)
+
+from calls import admin_policy  # noqa: E402,F401  (registers the policy admin)

@@ -41,6 +41,31 @@ class CallerNumber(models.Model):
         return PhoneHash(key_id=self.key_id, digest=self.digest)
 
 
+class PolicyVariant(models.Model):
+    """One way for the agent to behave; calls are routed between live variants."""
+
+    name = models.SlugField(max_length=40, unique=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Takes the calls when no other variant may; never blacklisted.")
+    parameters = models.JSONField(default=dict, blank=True,
+                                  help_text="See calls.variants.VariantParameters.")
+    blacklisted = models.BooleanField(default=False)
+    blacklisted_reason = models.CharField(max_length=300, blank=True)
+    blacklisted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["is_default"],
+                                               condition=models.Q(is_default=True),
+                                               name="calls_one_default_variant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Call(models.Model):
     """One call forked to TOM by FreeSWITCH (or placed by a synthetic test)."""
 
@@ -97,7 +122,12 @@ class Call(models.Model):
     callee_hash_key = models.CharField(max_length=16, blank=True)
     language = models.CharField(max_length=16, blank=True)
     # Placeholder until policy variants exist: the name of the variant that served the call.
-    policy_variant = models.CharField(max_length=64, blank=True)
+    policy_variant = models.CharField(max_length=64, blank=True,
+                                      help_text="The variant's name when the call started.")
+    variant = models.ForeignKey(PolicyVariant, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="calls")
+    dtmf = models.CharField(max_length=64, blank=True,
+                            help_text="Digits the caller keyed in (e.g. a rating).")
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Fork metadata without phone numbers."
     )
@@ -165,3 +195,20 @@ class CallTurn(models.Model):
 
     def __str__(self) -> str:
         return f"Turn {self.index}"
+
+
+class CallReward(models.Model):
+    """The reward of one ended call and every component it was made of."""
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="reward")
+    variant = models.ForeignKey(PolicyVariant, null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="rewards")
+    reward = models.FloatField()
+    components = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-computed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.call_id}: {self.reward:+.2f}"

@@ -209,6 +209,11 @@ def call_end(
     call.end_reason = Call.EndReason(reason)
     call.status_detail = detail[:255]
     call.save(update_fields=["ended_at", "duration", "status", "end_reason", "status_detail"])
+    if call.variant_id is not None:  # the policy learns from every routed call's outcome
+        from calls.tasks import call_reward
+
+        call_id = call.pk
+        transaction.on_commit(lambda: call_reward.delay(call_id))
     logger.info(
         "call.ended",
         extra={"call_id": call.pk, "status": call.status, "reason": call.end_reason,
@@ -291,3 +296,16 @@ def supervisor_ensure(*, username: str, password: str | None = None) -> tuple[Ab
     user.save()
     user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
     return user, password
+
+
+DTMF_KEEP = 4  # a rating needs one digit; a keyed-in phone number must not be kept
+
+
+def call_dtmf_record(*, call: Call, digits: str) -> Call:
+    """Append keyed-in digits (FreeSWITCH ``send_text``), keeping only the last few."""
+    cleaned = "".join(d for d in digits if d in "0123456789*#")
+    if not cleaned:
+        raise ValueError("no DTMF digits")
+    Call.objects.filter(pk=call.pk).update(dtmf=(call.dtmf + cleaned)[-DTMF_KEEP:])
+    call.refresh_from_db(fields=["dtmf"])
+    return call

@@ -15,3 +15,18 @@ def calls_reap_stale() -> int:
     from calls.services import calls_reap_stale as reap
 
     return reap(older_than=timedelta(minutes=settings.TOM_STALE_CALL_MINUTES))
+
+
+@shared_task(name="calls.tasks.call_reward", acks_late=True, soft_time_limit=60,
+             time_limit=90)
+def call_reward(call_id: int) -> float | None:
+    """Reward an ended call and re-check the variants (idempotent: recomputes the same)."""
+    from calls.models import Call
+    from calls.policy import call_reward_compute, variants_blacklist_check
+
+    call = Call.objects.select_related("variant").filter(pk=call_id).first()
+    if call is None or not call.is_ended:
+        return None
+    reward = call_reward_compute(call=call).reward
+    variants_blacklist_check()
+    return reward

@@ -31,6 +31,7 @@ TOM_LLM_BACKEND = env_choice("TOM_LLM_BACKEND", "llamacpp", ("llamacpp", "ollama
 TOM_LLM_MODEL_PATH = env_str("TOM_LLM_MODEL_PATH")  # empty: the GGUF assembled under TOM_DATA_DIR
 TOM_LLM_CONTEXT_TOKENS = env_int("TOM_LLM_CONTEXT_TOKENS", 2048)
 TOM_LLM_MAX_TOKENS = env_int("TOM_LLM_MAX_TOKENS", 160)
+TOM_MAX_SENTENCES = env_int("TOM_MAX_SENTENCES", 3)  # per reply; a policy variant may differ
 TOM_LLM_TEMPERATURE = env_float("TOM_LLM_TEMPERATURE", 0.3)
 TOM_LLM_THREADS = env_int("TOM_LLM_THREADS", 0)  # 0: one per core
 TOM_LLM_GPU_LAYERS = env_int("TOM_LLM_GPU_LAYERS", -1)  # -1: all layers when a GPU exists
@@ -121,6 +122,15 @@ ALLOW_EGRESS = env_bool("ALLOW_EGRESS", False)
 TOM_FEATURE_TOOLS = env_bool("TOM_FEATURE_TOOLS", True)
 TOM_FEATURE_FILLERS = env_bool("TOM_FEATURE_FILLERS", True)
 TOM_FEATURE_RL = env_bool("TOM_FEATURE_RL", False)
+
+# --- Policy variants (Thompson sampling) -----------------------------------------------
+TOM_RL_MIN_EXPLORATION = env_float("TOM_RL_MIN_EXPLORATION", 0.05)
+TOM_RL_MIN_CALLS = env_int("TOM_RL_MIN_CALLS", 30)
+TOM_RL_BLACKLIST_BELOW = env_float("TOM_RL_BLACKLIST_BELOW", -0.2)
+# Reward weights as JSON over calls.policy.DEFAULT_WEIGHTS, e.g. {"rating": 0.8}.
+TOM_RL_WEIGHTS = json.loads(env_str("TOM_RL_WEIGHTS") or "{}")
+TOM_RL_EARLY_HANGUP_S = env_float("TOM_RL_EARLY_HANGUP_S", 5.0)
+TOM_RL_DURATION_BUDGET_S = env_float("TOM_RL_DURATION_BUDGET_S", 300.0)
 
 # --- Provider APIs (OpenAI-compatible: vLLM, Ollama /v1, llama.cpp server, clouds) ------
 TOM_PROVIDER_BASE_URL = env_str("TOM_PROVIDER_BASE_URL")

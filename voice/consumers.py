@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from calls import policy, variants
 from calls import services as call_services
 from calls.models import Call
 from tomsite.metrics import error_count
@@ -171,7 +172,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
                             message=outbound.disconnect("blocked"))
             return
         try:
-            self.session = create_session(call=start, call_id=self.call.pk)
+            params = None
+            if settings.TOM_FEATURE_RL:
+                variant = await database_sync_to_async(policy.call_policy_assign)(
+                    call=self.call)
+                params = variants.parameters_clean(variant.parameters) if variant else None
+            self.session = create_session(call=start, call_id=self.call.pk, params=params)
             self.preparing = True
             await self.session.prepare()
         except (BackendUnavailable, ModelError, TtsError) as exc:
@@ -222,6 +228,16 @@ class ForkConsumer(AsyncWebsocketConsumer):
             return
         raw = value.get("data")
         data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if value.get("type") == "dtmf" and self.call is not None:
+            # FreeSWITCH relays keyed-in digits with `uuid_audio_fork <uuid> send_text
+            # {"type":"dtmf","data":{"digit":"5"}}` (a rating, for the policy's reward).
+            digits = str(data.get("digit") or data.get("digits") or "")
+            try:
+                self.call = await database_sync_to_async(call_services.call_dtmf_record)(
+                    call=self.call, digits=digits)
+            except ValueError:
+                logger.info("fork.dtmf_ignored", extra={"call_id": self.call.pk})
+            return
         if value.get("type") == "mark" and self.pacer is not None:
             self.pacer.mark_event(str(data.get("name", "")), str(data.get("event", "")),
                                   self.loop.time())

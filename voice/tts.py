@@ -76,19 +76,23 @@ _lock = threading.Lock()
 _loaded: dict[tuple[Any, ...], TtsBackend] = {}
 
 
-def get_tts(language: str) -> TtsBackend:
-    """The engine for ``language``: Piper when a Piper voice speaks it, else espeak-ng."""
+def get_tts(language: str, *, voice: str = "", length_scale: float | None = None
+            ) -> TtsBackend:
+    """The engine for ``language``: Piper when a Piper voice speaks it, else espeak-ng.
+
+    ``voice`` (a Piper .onnx path) and ``length_scale`` come from a policy variant.
+    """
     lang = (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
     use_piper = settings.TOM_TTS_ENGINE == "piper" and (
-        bool(settings.TOM_PIPER_VOICE) or lang == "en")  # the packaged voice is English
-    key: tuple[Any, ...] = (("piper", str(models.piper_voice_path()),
-                             settings.TOM_TTS_LENGTH_SCALE) if use_piper
+        bool(voice or settings.TOM_PIPER_VOICE) or lang == "en")  # the packaged voice is English
+    voice_path = Path(voice) if voice else models.piper_voice_path()
+    scale = settings.TOM_TTS_LENGTH_SCALE if length_scale is None else length_scale
+    key: tuple[Any, ...] = (("piper", str(voice_path), scale) if use_piper
                             else ("espeak", settings.TOM_ESPEAK_VOICE or lang))
     with _lock:
         if key not in _loaded:
             if use_piper:
-                _loaded[key] = PiperTts(models.piper_voice_path(),
-                                        length_scale=settings.TOM_TTS_LENGTH_SCALE)
+                _loaded[key] = PiperTts(voice_path, length_scale=scale)
             else:
                 _loaded[key] = EspeakTts(settings.TOM_ESPEAK_VOICE or lang)
         return _loaded[key]

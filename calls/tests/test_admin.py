@@ -123,7 +123,8 @@ def test_supervisors_group_can_view_and_change_calls_but_never_delete_them() -> 
     codenames = set(group.permissions.filter(content_type__app_label="calls")
                     .values_list("codename", flat=True))
     assert codenames == {f"{a}_{m}" for a in ("view", "change")
-                         for m in ("call", "callturn", "callernumber")}
+                         for m in ("call", "callturn", "callernumber")} | {
+        "view_policyvariant", "add_policyvariant", "change_policyvariant", "view_callreward"}
     assert not Permission.objects.filter(group=group, content_type__app_label="calls",
                                          codename__startswith="delete_").exists()
 

@@ -175,11 +175,42 @@ def freeswitch_integration(ctx: RunContext) -> Outcome:
 
 @check(name="rl_policy", category="rl", timeout_s=10)
 def rl_policy(ctx: RunContext) -> Outcome:
-    return Outcome(state=State.YELLOW, summary="not configured: no policy variants yet",
-                   values={"variants": 0})
+    """Variants are set up, a default exists, and not every variant is blacklisted."""
+    from calls import policy
+    from calls.models import PolicyVariant
+
+    variants = list(PolicyVariant.objects.all())
+    state = policy.rl_metrics_update()
+    live = [v for v in policy.live_variants() if not v.is_default]
+    values = {"variants": len(variants), "live": [v.name for v in live],
+              "default": next((v.name for v in variants if v.is_default), None),
+              "blacklisted": state["blacklisted"],
+              "exploration_ratio": state["exploration_ratio"]}
+    if not variants:
+        return Outcome(state=State.YELLOW, summary="not configured: no policy variants",
+                       values=values)
+    if values["default"] is None:
+        return Outcome(state=State.RED, summary="no default variant", values=values)
+    if not live and len(variants) > 1:
+        return Outcome(state=State.RED, summary="every variant but the default is "
+                       "blacklisted: all calls go to the default", values=values)
+    return Outcome(state=State.GREEN, summary=f"{len(live)} live variant(s), default "
+                   f"{values['default']}", values=values)
 
 
 @check(name="rl_reward", category="rl", timeout_s=10)
 def rl_reward(ctx: RunContext) -> Outcome:
-    return Outcome(state=State.YELLOW, summary="not configured: no rewarded calls yet",
-                   values={"rewarded_calls": 0})
+    """The mean reward of the last 100 rewarded calls (red below TOM_RL_BLACKLIST_BELOW)."""
+    from calls.models import CallReward
+
+    rewards = list(CallReward.objects.order_by("-computed_at")
+                   .values_list("reward", flat=True)[:100])
+    if not rewards:
+        return Outcome(state=State.YELLOW, summary="not configured: no rewarded calls yet",
+                       values={"rewarded_calls": 0})
+    mean = sum(rewards) / len(rewards)
+    values = {"rewarded_calls": len(rewards), "mean_reward": round(mean, 3)}
+    state = State.RED if mean < settings.TOM_RL_BLACKLIST_BELOW else (
+        State.GREEN if mean >= 0 else State.YELLOW)
+    return Outcome(state=state, summary=f"mean reward {mean:+.2f} over {len(rewards)} calls",
+                   values=values)

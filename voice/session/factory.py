@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from calls.variants import VariantParameters
 from voice.protocols.metadata import CallStart
 from voice.session.base import RealtimeSession
 
@@ -13,7 +14,8 @@ class BackendUnavailable(RuntimeError):
 
 
 def create_session(*, call: CallStart, backend: str | None = None,
-                   call_id: int | None = None) -> RealtimeSession:
+                   call_id: int | None = None,
+                   params: VariantParameters | None = None) -> RealtimeSession:
     name = backend or settings.TOM_SESSION_BACKEND
     if name == "echo":
         from voice.session.echo import EchoSession
@@ -23,7 +25,8 @@ def create_session(*, call: CallStart, backend: str | None = None,
         from voice.session.local import LocalSession
         from voice.tools import default_hook
 
-        return LocalSession(call=call, tool_hook=default_hook(), call_id=call_id)
+        return LocalSession(call=call, tool_hook=default_hook(), call_id=call_id,
+                            params=params)
     if name == "provider":
         from voice.egress import EgressRefused
         from voice.providers import OpenAiLlm, OpenAiStt, OpenAiTts
@@ -33,7 +36,7 @@ def create_session(*, call: CallStart, backend: str | None = None,
         try:
             return LocalSession(call=call, stt_backend=OpenAiStt(), llm_backend=OpenAiLlm(),
                                 tts_backend=OpenAiTts(), tool_hook=default_hook(),
-                                call_id=call_id)
+                                call_id=call_id, params=params)
         except EgressRefused as exc:
             raise BackendUnavailable(str(exc)) from None
     raise BackendUnavailable(f"session backend {name!r} is not available in this build")

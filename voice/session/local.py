@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from calls import variants
 from tomsite.metrics import error_count
 from voice import llm as llm_module
 from voice import metrics, stt, tts
@@ -72,12 +73,18 @@ class LocalSession(RealtimeSession):
                  llm_backend: llm_module.LlmBackend | None = None,
                  tts_backend: tts.TtsBackend | None = None,
                  tool_hook: tool_hooks.ToolHook | None = None,
-                 call_id: int | None = None) -> None:
+                 call_id: int | None = None,
+                 params: variants.VariantParameters | None = None) -> None:
         super().__init__(call=call)
         self._stt, self._llm, self._tts = stt_backend, llm_backend, tts_backend
         self.tools, self.call_id = tool_hook, call_id
-        self.language = (call.language or settings.TOM_LANGUAGE or "en").lower()
-        self.segmenter = UtteranceSegmenter(rate=call.sample_rate)
+        # The call's policy variant decides the persona, voice and turn-taking.
+        self.params = params or variants.defaults()
+        self.language = (self.params.language or call.language or settings.TOM_LANGUAGE
+                         or "en").lower()
+        self.segmenter = UtteranceSegmenter(rate=call.sample_rate,
+                                            stop_ms=self.params.vad_stop_ms,
+                                            barge_in_ms=self.params.barge_in_min_speech_ms)
         self.history: list[dict[str, str]] = []
         self._turn = 0
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +99,7 @@ class LocalSession(RealtimeSession):
         """Load (or reuse) the models before the call is answered."""
         self._stt = self._stt or await asyncio.to_thread(stt.get_stt)
         self._llm = self._llm or await asyncio.to_thread(llm_module.get_llm)
-        self._tts = self._tts or await asyncio.to_thread(tts.get_tts, self.language)
+        self._tts = self._tts or await self._engine()
         if self.tools is not None:
             await self.tools.prepare()
 
@@ -284,12 +291,16 @@ class LocalSession(RealtimeSession):
         await self._finish_reply(speech)
 
     def _messages(self) -> list[dict[str, Any]]:
-        return [{"role": "system", "content": llm_module.system_prompt(
-            language=self.language)}, *self.history[-HISTORY_TURNS * 2:]]
+        prompt = self.params.prompt(language=self.language,
+                                    default=llm_module.system_prompt(language=self.language))
+        return [{"role": "system", "content": prompt}, *self.history[-HISTORY_TURNS * 2:]]
 
     async def _engine(self) -> tts.TtsBackend:
-        return (self._tts if self._tts is not None
-                else await asyncio.to_thread(tts.get_tts, self.language))
+        if self._tts is not None:
+            return self._tts
+        return await asyncio.to_thread(tts.get_tts, self.language,
+                                       voice=self.params.piper_voice,
+                                       length_scale=self.params.speaking_rate)
 
     async def _route_tools(self, text: str) -> list[ToolCall]:
         if self.tools is None:
@@ -315,7 +326,7 @@ class LocalSession(RealtimeSession):
             outcomes = await asyncio.wait_for(asyncio.shield(runs),
                                               settings.TOM_TOOL_FILLER_AFTER_MS / 1000)
         except TimeoutError:
-            if settings.TOM_FEATURE_FILLERS and not speech.audio_bytes:
+            if settings.TOM_FEATURE_FILLERS and self.params.fillers and not speech.audio_bytes:
                 await self._say(tool_hooks.filler(self.language), speech, engine, [],
                                 filler=True)
             outcomes = await runs
@@ -359,8 +370,11 @@ class LocalSession(RealtimeSession):
                         metrics.LLM_LATENCY.observe(speech.timings["llm_first_token_ms"] / 1000)
                     for clause in chunker.feed(token):
                         await self._say(clause, speech, engine, spoken)
-                for clause in chunker.flush():
-                    await self._say(clause, speech, engine, spoken)
+                    if self._said_enough(spoken):
+                        break  # the variant's maximum: a phone answer stays short
+                else:
+                    for clause in chunker.flush():
+                        await self._say(clause, speech, engine, spoken)
             finally:
                 stop.set()
                 await producer
@@ -368,6 +382,10 @@ class LocalSession(RealtimeSession):
             logger.warning("session.tool_call_unparsable", extra={"turn": speech.turn,
                                                                   "error": error[:200]})
         return [] if spoken else chunker.tool_calls
+
+    def _said_enough(self, spoken: list[str]) -> bool:
+        sentences = sum(1 for clause in spoken if clause.rstrip().endswith((".", "!", "?")))
+        return sentences >= self.params.max_sentences
 
     async def _finish_reply(self, speech: AgentSpeech) -> None:
         speech.complete = True

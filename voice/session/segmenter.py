@@ -21,7 +21,9 @@ class Utterance:
 
 
 class UtteranceSegmenter:
-    def __init__(self, *, rate: int, stop_ms: int | None = None) -> None:
+    def __init__(self, *, rate: int, stop_ms: int | None = None,
+                 barge_in_ms: int | None = None) -> None:
+        self.barge_in_ms = barge_in_ms or settings.TOM_BARGE_IN_MIN_SPEECH_MS
         self.params = VadParams(frame_s=FRAME_S, start_s=settings.TOM_VAD_START_MS / 1000,
                                 stop_s=(stop_ms or settings.TOM_VAD_STOP_MS) / 1000)
         self.vad = VadMachine(self.params)
@@ -51,7 +53,7 @@ class UtteranceSegmenter:
         Backchannels ("hm", "ja") and the agent's own echo are short or quiet: demand both
         ``TOM_BARGE_IN_MIN_SPEECH_MS`` and ``TOM_BARGE_IN_MIN_DBFS``.
         """
-        return self._loud * FRAME_S * 1000 >= settings.TOM_BARGE_IN_MIN_SPEECH_MS
+        return self._loud * FRAME_S * 1000 >= self.barge_in_ms
 
     def push(self, frame: bytes, *, loud_dbfs: float | None = None
              ) -> tuple[VadEvent | None, bytes | None]:

@@ -1,0 +1,56 @@
+"""What a policy variant may change about the agent, validated (pydantic) before it is
+saved, and the defaults a call without a variant gets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pydantic
+from django.conf import settings
+
+
+class VariantParameters(pydantic.BaseModel):
+    """A variant's behaviour. Empty strings mean "the setting's default"."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    system_prompt_template: Annotated[str, pydantic.Field(
+        max_length=4000,
+        description="The LLM's instructions; {persona} and {language} are filled in.")] = ""
+    persona_name: Annotated[str, pydantic.Field(max_length=40)] = ""
+    language: Annotated[str, pydantic.Field(pattern=r"^$|^[a-z]{2}(-[A-Z]{2})?$")] = ""
+    piper_voice: Annotated[str, pydantic.Field(
+        max_length=300, description="A Piper voice (.onnx) path; empty: default.")] = ""
+    speaking_rate: Annotated[float, pydantic.Field(
+        ge=0.5, le=2.0, description="Piper length scale (lower is faster).")] = 1.0
+    fillers: bool = True
+    vad_stop_ms: Annotated[int, pydantic.Field(ge=150, le=2000)] = 450
+    barge_in_min_speech_ms: Annotated[int, pydantic.Field(ge=40, le=2000)] = 200
+    max_sentences: Annotated[int, pydantic.Field(ge=1, le=6)] = 2
+
+    @pydantic.field_validator("system_prompt_template")
+    @classmethod
+    def _placeholders_known(cls, value: str) -> str:
+        try:
+            value.format(persona="x", language="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{persona}} and {{language}} may be used: {exc}") from None
+        return value
+
+    def prompt(self, *, language: str, default: str) -> str:
+        if not self.system_prompt_template:
+            return default
+        persona = self.persona_name or settings.TOM_PERSONA_NAME
+        return self.system_prompt_template.format(persona=persona, language=language)
+
+
+def parameters_clean(raw: Any) -> VariantParameters:
+    """Parse stored or typed parameters; raises ``pydantic.ValidationError``."""
+    return VariantParameters.model_validate(raw or {})
+
+
+def defaults() -> VariantParameters:
+    return VariantParameters(vad_stop_ms=settings.TOM_VAD_STOP_MS,
+                             barge_in_min_speech_ms=settings.TOM_BARGE_IN_MIN_SPEECH_MS,
+                             fillers=settings.TOM_FEATURE_FILLERS,
+                             max_sentences=settings.TOM_MAX_SENTENCES)
