@@ -160,6 +160,7 @@ def rl_metrics_update() -> dict[str, Any]:
     blacklisted = PolicyVariant.objects.filter(blacklisted=True).count()
     rl_metrics.RL_BLACKLISTED.set(blacklisted)
     live = [v for v in live_variants() if not v.is_default]
+    rl_metrics.RL_LIVE_VARIANTS.set(len(live))
     recent = list(Call.objects.exclude(variant=None).order_by("-started_at")
                   .values_list("variant__name", flat=True)[:RECENT_CALLS])
     ratio = None

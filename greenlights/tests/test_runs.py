@@ -121,3 +121,20 @@ def test_beat_runs_the_selfcheck_every_minute_and_the_nightly_call_at_3_15() -> 
     assert str(nightly["schedule"]) == "<crontab: 15 3 * * * (m/h/dM/MY/d)>"
     assert {"greenlights.tasks.selfcheck", "greenlights.tasks.nightly",
             "greenlights.tasks.greenlight_run"} <= set(app.tasks)
+
+
+def test_the_rl_checks_read_the_policy_tables() -> None:
+    from calls import policy
+    from calls.models import PolicyVariant
+    from greenlights.checks.system import rl_policy, rl_reward
+
+    ctx = RunContext(web_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")
+    assert rl_policy(ctx).state == State.YELLOW and rl_reward(ctx).state == State.YELLOW
+    base = PolicyVariant.objects.create(name="base", is_default=True)
+    calm = PolicyVariant.objects.create(name="calm")
+    outcome = rl_policy(ctx)
+    assert outcome.state == State.GREEN and outcome.values["live"] == ["calm"]
+    policy.policy_variant_blacklist(variant=calm, reason="test")
+    outcome = rl_policy(ctx)
+    assert outcome.state == State.RED and "all calls go to the default" in outcome.summary
+    assert base.is_default
