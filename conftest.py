@@ -45,3 +45,17 @@ def free_port() -> int:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def supervisors_group(transactional_db: None) -> None:
+    """The Supervisors group and its permissions, as the migrations make them: a
+    transactional test's flush removes them (the permissions come back, the group not)."""
+    import importlib
+
+    from django.apps import apps
+
+    for module, function in (("calls.migrations.0002_supervisors_group", "create_group"),
+                             ("toolhub.migrations.0003_supervisor_permissions", "grant"),
+                             ("calls.migrations.0005_supervisors_manage_variants", "grant")):
+        getattr(importlib.import_module(module), function)(apps, None)

@@ -73,7 +73,8 @@ def worker_for(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_run_now_in_chromium_colours_the_tiles_live(
-        live_server_process: Any, worker_for: Any, browser: Any) -> None:
+        live_server_process: Any, worker_for: Any, browser: Any,
+        supervisors_group: None) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

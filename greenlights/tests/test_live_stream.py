@@ -50,7 +50,8 @@ def worker() -> Iterator[None]:
 
 
 async def test_run_now_streams_all_twelve_results(fast_checks: list[str], worker: None,
-                                                   settings: Any, tmp_path: Path) -> None:
+                                                   settings: Any, tmp_path: Path,
+                                                   supervisors_group: None) -> None:
     settings.TOM_DATA_DIR = tmp_path  # this test's own JSONL file
     user, password = await sync_to_async(call_services.supervisor_ensure)(username="sue")
     client = Client()
