@@ -167,7 +167,9 @@ class CallTurn(models.Model):
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
-    caller_text = models.TextField(blank=True)
+    caller_text = models.TextField(blank=True, help_text="What TOM understood (corrected).")
+    caller_text_raw = models.TextField(
+        blank=True, help_text="What speech recognition heard, before entity correction.")
     agent_text = models.TextField(blank=True, help_text="What the agent set out to say.")
     stt_ms = models.PositiveIntegerField("STT ms", null=True, blank=True)
     llm_first_token_ms = models.PositiveIntegerField("LLM first token ms", null=True, blank=True)

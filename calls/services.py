@@ -233,6 +233,7 @@ def call_turn_record(
     agent_audio_heard_ms: int | None = None,
     started_at: datetime | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
+    caller_text_raw: str = "",
 ) -> CallTurn:
     """Append the next turn to ``call``; ``tool_calls`` are cleaned of phone numbers."""
     timings = timings or TurnTimings()
@@ -245,6 +246,7 @@ def call_turn_record(
             index=index,
             started_at=started_at or timezone.now(),
             caller_text=caller_text,
+            caller_text_raw=caller_text_raw,
             agent_text=agent_text,
             stt_ms=timings.stt_ms,
             llm_first_token_ms=timings.llm_first_token_ms,

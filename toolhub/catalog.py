@@ -202,3 +202,54 @@ def part_summary(part: Part, *, language: str) -> dict[str, Any]:
         "in_stock": part.stock,
         "oem_numbers": part.oem_numbers,
     }
+
+
+_NUMBER_WORDS = {"en": ["one", "two", "three", "four", "five", "six", "seven", "eight"],
+                 "de": ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht"]}
+_vocabularies: dict[tuple[str, tuple[Any, ...]], Any] = {}
+
+
+def catalog_version() -> tuple[Any, ...]:
+    """Changes whenever the catalog does (a cache key for what is built from it)."""
+    from django.db.models import Count, Max
+
+    parts = Part.objects.aggregate(n=Count("pk"), at=Max("updated_at"))
+    return (parts["n"], parts["at"], Vehicle.objects.count(), PartCategory.objects.count())
+
+
+def catalog_vocabulary(*, language: str) -> Any:
+    """The catalog's words for speech (``toolhub.entities.Vocabulary``), per language,
+    rebuilt when the catalog changes."""
+    from toolhub.entities import Vocabulary
+
+    lang = "de" if language.startswith("de") else "en"
+    key = (lang, catalog_version())
+    if key in _vocabularies:
+        return _vocabularies[key]
+    vocabulary = Vocabulary()
+    for vehicle in Vehicle.objects.all():
+        vocabulary.terms += [vehicle.make, f"{vehicle.make} {vehicle.model}", vehicle.model]
+        number = matching.generation_number(vehicle.generation) if vehicle.generation else None
+        canonical = f"{vehicle.model} {vehicle.generation}".strip()
+        vocabulary.terms.append(canonical)
+        if number and number <= len(_NUMBER_WORDS[lang]):
+            for spoken in (str(number), _NUMBER_WORDS[lang][number - 1]):
+                variant = f"{vehicle.model} {spoken}"
+                vocabulary.terms.append(variant)
+                vocabulary.canonical[variant] = canonical
+        vocabulary.terms += [a.strip() for a in vehicle.aliases.split(",") if a.strip()]
+    for category in PartCategory.objects.all():
+        name = category.name_de if lang == "de" else category.name_en
+        vocabulary.terms.append(name)
+        for synonym in (s.strip() for s in category.synonyms.split(",") if s.strip()):
+            vocabulary.terms.append(synonym)
+    vocabulary.terms = list(dict.fromkeys(vocabulary.terms))
+    vehicles = list(Vehicle.objects.order_by("make", "model"))
+    categories = list(PartCategory.objects.all())
+    vocabulary.hints = [
+        *dict.fromkeys(v.make for v in vehicles), *dict.fromkeys(v.model for v in vehicles),
+        *((c.name_de if lang == "de" else c.name_en) for c in categories),
+        *dict.fromkeys(f"{v.model} {v.generation}".strip() for v in vehicles)]
+    _vocabularies.clear()  # one catalog version is enough to keep
+    _vocabularies[key] = vocabulary
+    return vocabulary

@@ -314,6 +314,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         speech.recorded = True
         await database_sync_to_async(call_services.call_turn_record)(
             call=self.call, caller_text=speech.caller_text, agent_text=speech.text,
+            caller_text_raw=speech.caller_text_raw,
             timings=call_services.TurnTimings(e2e_ms=speech.e2e_ms, **speech.timings),
             barge_in=speech.interrupted_at is not None, agent_audio_ms=round(speech.audio_ms),
             agent_audio_heard_ms=round(speech.heard_ms(now)), tool_calls=speech.tool_calls,

@@ -104,7 +104,8 @@ class OpenAiStt(SttBackend):
         self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
         self.model = model or settings.TOM_PROVIDER_STT_MODEL
 
-    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
+                   hotwords: str = "") -> Transcription:
         started = time.perf_counter()
         buffer = io.BytesIO()
         with wave.open(buffer, "wb") as wav:
@@ -115,6 +116,8 @@ class OpenAiStt(SttBackend):
         data: dict[str, Any] = {"model": self.model, "response_format": "json"}
         if language:
             data["language"] = language
+        if hotwords:  # Whisper servers take biasing text as the prompt
+            data["prompt"] = hotwords
         response = self.client.post("audio/transcriptions", data=data,
                                     files={"file": ("utterance.wav", buffer.getvalue(),
                                                     "audio/wav")})

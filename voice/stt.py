@@ -32,8 +32,12 @@ class Transcription:
 
 class SttBackend(abc.ABC):
     @abc.abstractmethod
-    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
-        """Transcribe 16-bit mono PCM at ``rate``; blocking (run it in a thread)."""
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
+                   hotwords: str = "") -> Transcription:
+        """Transcribe 16-bit mono PCM at ``rate``; blocking (run it in a thread).
+
+        ``hotwords``: catalog terms to bias recognition towards (toolhub.entities).
+        """
 
 
 def _cuda_available() -> bool:
@@ -60,7 +64,8 @@ class WhisperStt(SttBackend):
             model_dir == models.tiny_en_dir())
         self.beam_size = beam_size
 
-    def transcribe(self, pcm: bytes, *, rate: int, language: str | None) -> Transcription:
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
+                   hotwords: str = "") -> Transcription:
         started = time.perf_counter()
         audio16 = pcm if rate == WHISPER_RATE else resample(pcm, rate, WHISPER_RATE)
         audio = np.frombuffer(audio16, dtype="<i2").astype(np.float32) / 32768.0
@@ -69,6 +74,7 @@ class WhisperStt(SttBackend):
             audio, language=lang, beam_size=self.beam_size,
             condition_on_previous_text=False,  # no hallucinated carry-over between turns
             vad_filter=False,  # TOM's own VAD already cut the utterance
+            hotwords=hotwords or None,
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcription(text=text, language=info.language,

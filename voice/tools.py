@@ -38,6 +38,8 @@ class ToolHook(Protocol):
 
     async def schemas(self) -> list[dict[str, Any]]: ...
 
+    async def vocabulary(self, *, language: str) -> Any: ...
+
     async def call(self, tool_call: ToolCall, *, language: str,
                    call_id: int | None) -> ToolOutcome: ...
 
@@ -65,6 +67,12 @@ class ToolhubHook:
         from toolhub.services import tools_available
 
         return await database_sync_to_async(tools_available)()
+
+    async def vocabulary(self, *, language: str) -> Any:
+        """The catalog's words for hotwords and correction (toolhub.entities.Vocabulary)."""
+        from toolhub.catalog import catalog_vocabulary
+
+        return await database_sync_to_async(catalog_vocabulary)(language=language)
 
     async def call(self, tool_call: ToolCall, *, language: str,
                    call_id: int | None) -> ToolOutcome:

@@ -22,6 +22,7 @@ class AgentSpeech:
     text: str
     rate: int
     caller_text: str = ""
+    caller_text_raw: str = ""  # before entity correction
     caller_speech_end_at: float | None = None  # loop time the caller's speech ended
     timings: dict[str, int] = field(default_factory=dict)  # stt_ms, llm_first_token_ms, …
     audio_bytes: int = 0

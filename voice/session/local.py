@@ -94,6 +94,7 @@ class LocalSession(RealtimeSession):
         self._continuations: dict[int, AgentSpeech] = {}
         # A transcription started during the end-of-turn silence, with the audio it read.
         self._early: tuple[bytes, asyncio.Task[stt.Transcription]] | None = None
+        self.vocabulary: Any = None  # the catalog's words (hotwords, entity correction)
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
@@ -102,6 +103,10 @@ class LocalSession(RealtimeSession):
         self._tts = self._tts or await self._engine()
         if self.tools is not None:
             await self.tools.prepare()
+            try:
+                self.vocabulary = await self.tools.vocabulary(language=self.language)
+            except Exception:  # no catalog words: plain transcription still works
+                logger.exception("session.vocabulary_failed")
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
         """Barge-in in two steps, as LiveKit's false-interruption handling does.
@@ -169,7 +174,7 @@ class LocalSession(RealtimeSession):
         rest = AgentSpeech(turn=speech.turn, text=speech.unheard_text(heard_ms),
                            rate=speech.rate, caller_text=speech.caller_text,
                            timings=dict(speech.timings), inherited_e2e_ms=speech.e2e_ms,
-                           tool_calls=speech.tool_calls)
+                           tool_calls=speech.tool_calls, caller_text_raw=speech.caller_text_raw)
         speech.resumed_by = rest
         rest.audio += speech.audio[offset:]
         rest.audio_bytes, rest.complete = len(rest.audio), speech.complete
@@ -189,9 +194,25 @@ class LocalSession(RealtimeSession):
         return self._stt or stt.get_stt()
 
     async def _transcribe(self, pcm: bytes) -> stt.Transcription:
+        hints: dict[str, str] = {}
+        if self.vocabulary is not None and settings.TOM_STT_HOTWORDS:
+            hints["hotwords"] = self.vocabulary.hotwords()
         async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
             return await asyncio.to_thread(self._stt_backend().transcribe, pcm,
-                                           rate=self.call.sample_rate, language=self.language)
+                                           rate=self.call.sample_rate, language=self.language,
+                                           **hints)
+
+    def _understood(self, heard: str) -> str:
+        """The transcript with mis-heard catalog terms corrected (the raw one is kept)."""
+        if self.vocabulary is None or not settings.TOM_ENTITY_CORRECTION:
+            return heard
+        from toolhub.entities import correct
+
+        text, corrections = correct(heard, self.vocabulary, language=self.language)
+        if corrections:
+            logger.info("session.entities_corrected", extra={"turn": self._turn,
+                                                             "corrections": len(corrections)})
+        return text
 
     def _transcribe_early(self) -> None:
         """Preemptive STT, as LiveKit's preemptive generation: once the caller has been
@@ -271,14 +292,16 @@ class LocalSession(RealtimeSession):
         metrics.STT_LATENCY.observe(heard.ms / 1000)
         if not heard.text:
             return
-        await self.events.put(Transcript(role="caller", text=heard.text, final=True, turn=turn))
-        speech = AgentSpeech(turn=turn, text="", rate=rate, caller_text=heard.text,
-                             caller_speech_end_at=speech_end_at, timings={"stt_ms": heard.ms})
+        understood = self._understood(heard.text)
+        await self.events.put(Transcript(role="caller", text=understood, final=True, turn=turn))
+        speech = AgentSpeech(turn=turn, text="", rate=rate, caller_text=understood,
+                             caller_text_raw=heard.text, caller_speech_end_at=speech_end_at,
+                             timings={"stt_ms": heard.ms})
         self.speech = speech
         engine = await self._engine()
-        outcomes = await self._run_tools(await self._route_tools(heard.text), speech, engine)
+        outcomes = await self._run_tools(await self._route_tools(understood), speech, engine)
         self.history.append({"role": "user", "content": tool_hooks.with_facts(
-            heard.text, outcomes, language=self.language)})
+            understood, outcomes, language=self.language)})
         schemas = await self.tools.schemas() if self.tools and not outcomes else []
         calls = await self._speak_reply(self._messages(), speech, cancel, engine, schemas)
         if calls and not cancel.is_set():
@@ -286,7 +309,7 @@ class LocalSession(RealtimeSession):
             # from their results, without tools this time so it cannot loop.
             outcomes = await self._run_tools(calls[:MAX_TOOL_CALLS], speech, engine)
             self.history[-1]["content"] = tool_hooks.with_facts(
-                heard.text, outcomes, language=self.language)
+                understood, outcomes, language=self.language)
             await self._speak_reply(self._messages(), speech, cancel, engine, [])
         await self._finish_reply(speech)
 

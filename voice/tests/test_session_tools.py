@@ -35,6 +35,9 @@ class ScriptedHook:
     async def schemas(self) -> list[dict[str, Any]]:
         return [{"type": "function", "function": {"name": "parts_lookup"}}]
 
+    async def vocabulary(self, *, language: str) -> Any:
+        return None  # no catalog words: transcripts pass unchanged
+
     async def call(self, tool_call: ToolCall, *, language: str,
                    call_id: int | None) -> ToolOutcome:
         self.calls.append(tool_call)
