@@ -138,7 +138,14 @@ def vehicle_match(phrase: str, vehicles: Iterable[VehicleTerms], *,
         names = [tokens(vehicle.model), *(tokens(a) for a in vehicle.aliases)]
         model_score, end = max((_find(n, words, threshold=0.8) for n in names if n),
                                default=(0.0, -1))
+        code = fold(vehicle.generation).replace(" ", "")
         if not model_score:
+            # Chassis codes name one car on their own: "BMW F30", "a W205".
+            if re.fullmatch(r"[a-z]+\d+|\d+[a-z]+", code) and code in words:
+                make = fold(vehicle.make).split()[0]
+                bonus = 0.1 if make in made else 0.0
+                matches.append(Match(key=vehicle.key, score=round(0.6 + bonus, 3),
+                                     why="code" + ("+make" if bonus else "")))
             continue
         score, why = 0.6 * model_score, ["model"]
         make = fold(vehicle.make).split()[0]
@@ -147,7 +154,6 @@ def vehicle_match(phrase: str, vehicles: Iterable[VehicleTerms], *,
             why.append("make")
         generation = _generation_said(words, end)
         wanted = generation_number(vehicle.generation) if vehicle.generation else None
-        code = fold(vehicle.generation).replace(" ", "")
         said = generation is not None and generation in {str(wanted), code}
         if said or (code and code in words):
             score += 0.25

@@ -159,3 +159,14 @@ def test_supervisor_ensure_resets_password() -> None:
     again.refresh_from_db()
     assert again.check_password(password2) and again.is_staff
     assert again.groups.filter(name=services.SUPERVISORS_GROUP).exists()
+
+
+@pytest.mark.django_db
+def test_a_turn_keeps_the_raw_and_the_corrected_caller_text() -> None:
+    call = call_create()
+    turn = services.call_turn_record(call=call, caller_text="brake pads for a Golf VII",
+                                     caller_text_raw="break pads for a golf sieben",
+                                     agent_text="TP-10098")
+    turn.refresh_from_db()
+    assert (turn.caller_text, turn.caller_text_raw) == ("brake pads for a Golf VII",
+                                                       "break pads for a golf sieben")

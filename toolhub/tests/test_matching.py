@@ -48,6 +48,9 @@ def vehicle(label: str) -> int:
     ("Hyundai i30", "Hyundai i30 III"),
     ("Seat Leon 3", "Seat Leon III"),
     ("Skoda Fabia", "Skoda Fabia III"),
+    # A chassis code alone
+    ("BMW F30", "BMW 3 Series F30"),
+    ("a Mercedes W205", "Mercedes-Benz C-Class W205"),
     # Speech-recognition spellings
     ("Volkswagon Golf 7", "Volkswagen Golf VII"),
     ("Octavia 3", "Skoda Octavia III"),

@@ -143,3 +143,42 @@ async def test_hanging_up_during_a_tool_cancels_it_and_leaves_nothing_running() 
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
                 and not t.done()]
     assert leftover == [], leftover
+
+
+class VocabularyHook(ScriptedHook):
+    async def vocabulary(self, *, language: str) -> Any:
+        from toolhub.entities import Vocabulary
+
+        return Vocabulary(terms=["brake pads", "Volkswagen Golf"], hints=["Volkswagen"])
+
+
+class MishearingStt(ScriptedStt):
+    def __init__(self) -> None:
+        self.hotwords: list[str] = []
+
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
+                   hotwords: str = "") -> Any:
+        from voice.stt import Transcription
+
+        self.hotwords.append(hotwords)
+        return Transcription(text="Do you have break pads for a Volkswagon Golf?",
+                             language="en", ms=5)
+
+
+async def test_the_caller_text_is_corrected_and_the_raw_one_kept() -> None:
+    llm, hook, heard = ToolAwareLlm(), VocabularyHook(route=[]), MishearingStt()
+    call = CallStart(uuid="c", sample_rate=RATE, channels=1, mix_type="mono", encoding="l16",
+                     language="en")
+    session = LocalSession(call=call, stt_backend=heard, llm_backend=llm,
+                           tts_backend=ScriptedTts(), tool_hook=hook)
+    await session.prepare()
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    caller = next(e for e in events if isinstance(e, Transcript) and e.role == "caller")
+    assert caller.text == "Do you have brake pads for a Volkswagen Golf?"
+    speech = next(e for e in events if isinstance(e, AgentAudio)).speech
+    assert speech.caller_text == caller.text
+    assert speech.caller_text_raw == "Do you have break pads for a Volkswagon Golf?"
+    assert heard.hotwords and heard.hotwords[0] == "Volkswagen"  # Whisper was biased
+    assert llm.prompts[0][-1]["content"].startswith("Do you have brake pads")
+    await session.aclose()
