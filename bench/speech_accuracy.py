@@ -1,0 +1,165 @@
+"""Word error rate, entity accuracy and STT latency on the telephone-band corpus.
+
+For each language x voice x channel x model x biasing setting: WER against the reference,
+entity accuracy (the right vehicle and part category, and the part number where one was
+said, reach the parts tool through the router's matchers), and STT latency p50/p95.
+Biasing settings: plain; hotwords (the catalog's words in faster-whisper's prompt);
+plain + entity correction; hotwords + correction.
+
+Run: .venv/bin/python bench/speech_corpus.py && .venv/bin/python bench/speech_accuracy.py
+     [--corpus var/speech-corpus] [--models base,tiny.en] [--limit 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _setup() -> None:
+    os.environ.update(TOM_DATA_DIR=tempfile.mkdtemp(prefix="tom-speech-"),
+                      TOM_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tomsite.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("tom_models", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    from toolhub.catalog import parts_import_csv
+    from toolhub.sampledocs import DATA
+
+    parts_import_csv(text=(DATA / "sample_parts.csv").read_text(encoding="utf-8"))
+
+
+def words(text: str) -> list[str]:
+    from toolhub.matching import tokens
+
+    return tokens(text)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[len(hyp)] / max(len(ref), 1)
+
+
+def entity_ok(text: str, item: dict[str, object], vehicles: list[object],
+              categories: list[object], keys: dict[tuple[str, ...], int]) -> bool:
+    from toolhub import matching
+    from toolhub.router import PART_NUMBER
+
+    entities = item["entities"]
+    if not isinstance(entities, dict):
+        raise TypeError("corpus.json: entities must be an object")
+    expected_vehicle = keys[tuple(entities["vehicle"])]
+    found = [m for m in matching.vehicle_match(text, vehicles) if m.score >= 0.6]  # type: ignore[arg-type]
+    if not found or found[0].key != expected_vehicle:
+        return False
+    cats = matching.category_match(text, categories)  # type: ignore[arg-type]
+    slugs = {c.key: s for s, c in _category_keys().items()}
+    if not cats or slugs.get(cats[0].key) != entities["category"]:
+        return False
+    number = entities.get("part_number")
+    if number:
+        said = PART_NUMBER.search(text)
+        return bool(said) and re.sub(r"\D", "", said.group(1)) == str(number).split("-")[-1]
+    return True
+
+
+def _category_keys() -> dict[str, object]:
+    from toolhub.models import PartCategory
+
+    return {c.slug: c for c in PartCategory.objects.all()}
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=REPO / "var" / "speech-corpus")
+    parser.add_argument("--models", default="base,tiny.en")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="utterances per language (0: all in the corpus)")
+    args = parser.parse_args()
+    _setup()
+    from toolhub.catalog import catalog_vocabulary, category_terms, vehicle_terms
+    from toolhub.entities import correct
+    from toolhub.models import Vehicle
+    from voice import stt
+    from voice.client import read_wav
+
+    items = json.loads((args.corpus / "corpus.json").read_text())
+    if args.limit:
+        keep = {i["id"] for i in items if int(str(i["id"]).split("-")[1]) < args.limit}
+        items = [i for i in items if i["id"] in keep]
+    vehicles, categories = vehicle_terms(), category_terms()
+    keys = {(v.make, v.model, v.generation): v.pk for v in Vehicle.objects.all()}
+    results: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for model in args.models.split(","):
+        engine = stt.get_stt(model)
+        for item in items:
+            language = str(item["language"])
+            if model.endswith(".en") and language != "en":
+                continue
+            vocabulary = catalog_vocabulary(language=language)
+            pcm = read_wav(args.corpus / str(item["wav"]), rate=8000)
+            for hot in (False, True):
+                started = time.perf_counter()
+                heard = engine.transcribe(pcm, rate=8000, language=language,
+                                          hotwords=vocabulary.hotwords() if hot else "").text
+                ms = (time.perf_counter() - started) * 1000
+                for fix in (False, True):
+                    text = correct(heard, vocabulary, language=language)[0] if fix else heard
+                    setting = ("hotwords" if hot else "plain") + (" + correction" if fix else "")
+                    key = (language, str(item["voice"]), str(item["channel"]), model, setting)
+                    results[key]["wer"].append(wer(str(item["text"]), text))
+                    results[key]["entity"].append(float(entity_ok(
+                        text, item, vehicles, categories, keys)))
+                    results[key]["ms"].append(ms)
+    print(f"\n{len({i['id'] for i in items})} utterances, {len(items)} recordings, "
+          f"{os.cpu_count()} cores\n")
+    print("| language | voice | channel | model | biasing | n | WER | entity accuracy | "
+          "STT p50 ms | STT p95 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted(results):
+        data = results[key]
+        print(f"| {' | '.join(key)} | {len(data['wer'])} | {statistics.fmean(data['wer']):.1%} "
+              f"| {statistics.fmean(data['entity']):.0%} | {_pct(data['ms'], 0.5):.0f} | "
+              f"{_pct(data['ms'], 0.95):.0f} |")
+    print("\nBy language, channel, model and biasing (all voices):")
+    summary: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for (language, _voice, channel, model, setting), data in results.items():
+        for name, values in data.items():
+            summary[(language, channel, model, setting)][name] += values
+    print("| language | channel | model | biasing | WER | entity accuracy |")
+    print("|---|---|---|---|---|---|")
+    for key in sorted(summary):
+        data = summary[key]
+        print(f"| {' | '.join(key)} | {statistics.fmean(data['wer']):.1%} | "
+              f"{statistics.fmean(data['entity']):.0%} |")
+
+
+if __name__ == "__main__":
+    main()
