@@ -178,8 +178,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
                     call=self.call)
                 params = variants.parameters_clean(variant.parameters) if variant else None
             self.session = create_session(call=start, call_id=self.call.pk, params=params)
-            self.preparing = True
+            self.preparing, prepare_started = True, self.loop.time()
             await self.session.prepare()
+            # Frames that arrived while the models loaded were queued, not flooded: they
+            # are handled in a burst now, so the rate limit allows for the wait.
+            self.bucket.credit((self.loop.time() - prepare_started)
+                               * settings.TOM_RATE_LIMIT_MSGS)
         except (BackendUnavailable, ModelError, TtsError) as exc:
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
