@@ -72,10 +72,11 @@ def entity_ok(text: str, item: dict[str, object], vehicles: list[object],
     found = [m for m in matching.vehicle_match(text, vehicles) if m.score >= 0.6]  # type: ignore[arg-type]
     if not found or found[0].key != expected_vehicle:
         return False
-    cats = matching.category_match(text, categories)  # type: ignore[arg-type]
-    slugs = {c.key: s for s, c in _category_keys().items()}
-    if not cats or slugs.get(cats[0].key) != entities["category"]:
-        return False
+    if entities["category"]:
+        cats = matching.category_match(text, categories)  # type: ignore[arg-type]
+        slugs = {c.pk: slug for slug, c in _category_keys().items()}  # type: ignore[attr-defined]
+        if not cats or slugs.get(cats[0].key) != entities["category"]:
+            return False
     number = entities.get("part_number")
     if number:
         said = PART_NUMBER.search(text)

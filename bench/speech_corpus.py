@@ -29,8 +29,8 @@ from voice.dsp import g711  # noqa: E402
 from voice.dsp.resample import resample  # noqa: E402
 
 RATE = 8000
-NUMBERS = {"en": ["one", "two", "three", "four", "five", "six", "seven", "eight"],
-           "de": ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht"]}
+NUMBERS = {"en": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+           "de": ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]}
 ROMAN = {"II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
 TEMPLATES = {
     "en": ["Do you have {part} for a {vehicle}?",
@@ -83,7 +83,9 @@ def utterances(count: int = 30, seed: int = 11) -> list[dict[str, object]]:
                                    number=spoken_number(row["part_number"], language))
             out.append({"id": f"{language}-{index:02d}", "language": language, "text": text,
                         "entities": {"vehicle": [row["make"], row["model"], row["generation"]],
-                                     "category": row["category"],
+                                     # a part number names the part; no category said
+                                     "category": None if "{number}" in template
+                                     else row["category"],
                                      "part_number": row["part_number"] if "{number}" in template
                                      else None}})
     return out

@@ -3,13 +3,17 @@ sentence finds the vehicle that the unbiased one misses."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from typing import Any
+
 import pytest
 
+from conftest import REPO
 from toolhub import matching
 from toolhub.catalog import ImportReport, catalog_vocabulary, vehicle_terms
-from voice import models, stt, tts
-from voice.dsp import g711
-from voice.dsp.resample import resample
+from voice import models
 
 pytestmark = [pytest.mark.models, pytest.mark.django_db]
 
@@ -23,16 +27,36 @@ def _vehicle(text: str) -> str | None:
     return str(found[0].key) if found else None
 
 
+# Whisper runs in a fresh interpreter: CTranslate2's threads in this process would make
+# the forked live servers of later tests deadlock (see voice/tests/conftest.py).
+SCRIPT = """
+import json, os, sys
+import django
+django.setup()
+from voice import stt, tts
+from voice.dsp import g711
+from voice.dsp.resample import resample
+engine = tts.EspeakTts("en-us")
+line = g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(sys.argv[1]),
+                                                  engine.rate, 8000)))
+whisper = stt.get_stt("base")
+print(json.dumps([whisper.transcribe(line, rate=8000, language="en").text,
+                  whisper.transcribe(line, rate=8000, language="en",
+                                     hotwords=sys.argv[2]).text]))
+"""
+
+
 def test_biasing_finds_the_vehicle_the_plain_transcript_misses(
-        sample_parts: ImportReport) -> None:
+        sample_parts: ImportReport, python: str, settings: Any) -> None:
     models.assemble("whisper-base")
-    engine = tts.EspeakTts("en-us")
-    line = g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(SENTENCE),
-                                                      engine.rate, 8000)))
-    whisper = stt.get_stt("base")
-    plain = whisper.transcribe(line, rate=8000, language="en").text
-    biased = whisper.transcribe(line, rate=8000, language="en",
-                                hotwords=catalog_vocabulary(language="en").hotwords()).text
+    hotwords = catalog_vocabulary(language="en").hotwords()
+    done = subprocess.run([python, "-c", SCRIPT, SENTENCE, hotwords], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "TOM_DATA_DIR": str(settings.TOM_DATA_DIR),
+                               "DJANGO_SETTINGS_MODULE": "tomsite.settings",
+                               "TOM_LOG_LEVEL": "WARNING"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain, biased = json.loads(done.stdout.strip().splitlines()[-1])
     expected = next(str(v.key) for v in vehicle_terms()
                     if (v.make, v.model, v.generation) == ("BMW", "3 Series", "F30"))
     assert _vehicle(plain) != expected, plain
