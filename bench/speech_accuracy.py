@@ -3,8 +3,8 @@
 For each language x voice x channel x model x biasing setting: WER against the reference,
 entity accuracy (the right vehicle and part category, and the part number where one was
 said, reach the parts tool through the router's matchers), and STT latency p50/p95.
-Biasing settings: plain; hotwords (the catalog's words in faster-whisper's prompt);
-plain + entity correction; hotwords + correction.
+Biasing settings: plain; hotwords (the catalog's words as faster-whisper hotwords);
+prompt (the same words as Whisper's initial prompt); each also with entity correction.
 
 Run: .venv/bin/python bench/speech_corpus.py && .venv/bin/python bench/speech_accuracy.py
      [--corpus var/speech-corpus] [--models base,tiny.en] [--limit 10]
@@ -99,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=REPO / "var" / "speech-corpus")
     parser.add_argument("--models", default="base,tiny.en")
+    parser.add_argument("--bias", default="plain,hotwords,prompt",
+                        help="biasing settings to compare (plain, hotwords, prompt)")
     parser.add_argument("--limit", type=int, default=0,
                         help="utterances per language (0: all in the corpus)")
     args = parser.parse_args()
@@ -125,14 +127,15 @@ def main() -> None:
                 continue
             vocabulary = catalog_vocabulary(language=language)
             pcm = read_wav(args.corpus / str(item["wav"]), rate=8000)
-            for hot in (False, True):
+            for bias in args.bias.split(","):
+                hints = {"hotwords": {"hotwords": vocabulary.hotwords()},
+                         "prompt": {"prompt": vocabulary.prompt(language)}}.get(bias, {})
                 started = time.perf_counter()
-                heard = engine.transcribe(pcm, rate=8000, language=language,
-                                          hotwords=vocabulary.hotwords() if hot else "").text
+                heard = engine.transcribe(pcm, rate=8000, language=language, **hints).text
                 ms = (time.perf_counter() - started) * 1000
                 for fix in (False, True):
                     text = correct(heard, vocabulary, language=language)[0] if fix else heard
-                    setting = ("hotwords" if hot else "plain") + (" + correction" if fix else "")
+                    setting = bias + (" + correction" if fix else "")
                     key = (language, str(item["voice"]), str(item["channel"]), model, setting)
                     results[key]["wer"].append(wer(str(item["text"]), text))
                     results[key]["entity"].append(float(entity_ok(

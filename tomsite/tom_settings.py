@@ -45,8 +45,9 @@ TOM_STT_MODEL = env_str("TOM_STT_MODEL", "base")  # base, tiny.en, small, or a m
 TOM_STT_DEVICE = env_choice("TOM_STT_DEVICE", "auto", ("auto", "cpu", "cuda"))
 TOM_STT_COMPUTE_TYPE = env_str("TOM_STT_COMPUTE_TYPE", "auto")  # int8 on CPU, float16 on CUDA
 TOM_STT_BEAM_SIZE = env_int("TOM_STT_BEAM_SIZE", 1)
-# Bias Whisper towards the catalog's vehicles and parts, and correct mis-heard ones after.
-TOM_STT_HOTWORDS = env_bool("TOM_STT_HOTWORDS", True)
+# Bias Whisper towards the catalog's vehicles and parts (as faster-whisper hotwords or as
+# an initial prompt, or not at all), and correct mis-heard ones after.
+TOM_STT_BIAS = env_choice("TOM_STT_BIAS", "hotwords", ("hotwords", "prompt", "off"))
 TOM_ENTITY_CORRECTION = env_bool("TOM_ENTITY_CORRECTION", True)
 TOM_VAD_ENGINE = env_choice("TOM_VAD_ENGINE", "webrtc", ("webrtc", "silero"))
 TOM_VAD_AGGRESSIVENESS = env_int("TOM_VAD_AGGRESSIVENESS", 2)

@@ -102,6 +102,11 @@ class Vocabulary:
     # What Whisper is biased towards, most useful first (makes, models, part names).
     hints: list[str] = field(default_factory=list)
 
+    def prompt(self, language: str) -> str:
+        """The same words as a sentence, for Whisper's initial prompt."""
+        lead = "Autoteile: " if language.startswith("de") else "Car parts: "
+        return f"{lead}{self.hotwords()}."
+
     def hotwords(self) -> str:
         out, size = [], 0
         for term in dict.fromkeys(self.hints):

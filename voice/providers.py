@@ -105,7 +105,7 @@ class OpenAiStt(SttBackend):
         self.model = model or settings.TOM_PROVIDER_STT_MODEL
 
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
-                   hotwords: str = "") -> Transcription:
+                   hotwords: str = "", prompt: str = "") -> Transcription:
         started = time.perf_counter()
         buffer = io.BytesIO()
         with wave.open(buffer, "wb") as wav:
@@ -116,8 +116,8 @@ class OpenAiStt(SttBackend):
         data: dict[str, Any] = {"model": self.model, "response_format": "json"}
         if language:
             data["language"] = language
-        if hotwords:  # Whisper servers take biasing text as the prompt
-            data["prompt"] = hotwords
+        if hotwords or prompt:  # Whisper servers take biasing text as the prompt
+            data["prompt"] = prompt or hotwords
         response = self.client.post("audio/transcriptions", data=data,
                                     files={"file": ("utterance.wav", buffer.getvalue(),
                                                     "audio/wav")})

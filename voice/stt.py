@@ -33,10 +33,11 @@ class Transcription:
 class SttBackend(abc.ABC):
     @abc.abstractmethod
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
-                   hotwords: str = "") -> Transcription:
+                   hotwords: str = "", prompt: str = "") -> Transcription:
         """Transcribe 16-bit mono PCM at ``rate``; blocking (run it in a thread).
 
-        ``hotwords``: catalog terms to bias recognition towards (toolhub.entities).
+        ``hotwords`` or ``prompt``: catalog terms to bias recognition towards, as
+        faster-whisper's hotwords or as an initial prompt (toolhub.entities).
         """
 
 
@@ -65,7 +66,7 @@ class WhisperStt(SttBackend):
         self.beam_size = beam_size
 
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
-                   hotwords: str = "") -> Transcription:
+                   hotwords: str = "", prompt: str = "") -> Transcription:
         started = time.perf_counter()
         audio16 = pcm if rate == WHISPER_RATE else resample(pcm, rate, WHISPER_RATE)
         audio = np.frombuffer(audio16, dtype="<i2").astype(np.float32) / 32768.0
@@ -75,6 +76,7 @@ class WhisperStt(SttBackend):
             condition_on_previous_text=False,  # no hallucinated carry-over between turns
             vad_filter=False,  # TOM's own VAD already cut the utterance
             hotwords=hotwords or None,
+            initial_prompt=prompt or None,
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcription(text=text, language=info.language,

@@ -195,8 +195,10 @@ class LocalSession(RealtimeSession):
 
     async def _transcribe(self, pcm: bytes) -> stt.Transcription:
         hints: dict[str, str] = {}
-        if self.vocabulary is not None and settings.TOM_STT_HOTWORDS:
+        if self.vocabulary is not None and settings.TOM_STT_BIAS == "hotwords":
             hints["hotwords"] = self.vocabulary.hotwords()
+        elif self.vocabulary is not None and settings.TOM_STT_BIAS == "prompt":
+            hints["prompt"] = self.vocabulary.prompt(self.language)
         async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
             return await asyncio.to_thread(self._stt_backend().transcribe, pcm,
                                            rate=self.call.sample_rate, language=self.language,
