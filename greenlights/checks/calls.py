@@ -137,14 +137,10 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = _words(reference), _words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(len(ref), 1)
+def _wer(reference: str, hypothesis: str) -> float:
+    from voice.wer import word_error_rate
+
+    return word_error_rate(_words(reference), _words(hypothesis))
 
 
 @check(name="audio_quality", category="audio", timeout_s=120)
@@ -169,7 +165,7 @@ def audio_quality(ctx: RunContext) -> Outcome:
     rates = sorted({p.rate for p in played})
     meant = probe.turns[-1].agent_text
     heard = stt.get_stt().transcribe(pcm, rate=rates[0], language="en").text
-    wer = word_error_rate(meant, heard)
+    wer = _wer(meant, heard)
     values = {"level_dbfs": round(level, 1), "clipping_ratio": round(clipping, 4),
               "silence_ratio": round(silent, 3), "sample_rates": rates,
               "wer": round(wer, 3), "meant": meant, "heard": heard}

@@ -18,6 +18,7 @@ from voice.client import ForkClient, Segment
 from voice.dsp import g711
 from voice.dsp.resample import resample
 from voice.tests.conftest import LiveServer
+from voice.wer import word_error_rate
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 
@@ -31,13 +32,7 @@ def words(text: str) -> list[str]:
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(len(ref), 1)
+    return word_error_rate(words(reference), words(hypothesis))
 
 
 @pytest.fixture(scope="module")
