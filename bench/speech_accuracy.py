@@ -137,6 +137,8 @@ def main() -> None:
                     results[key]["entity"].append(float(entity_ok(
                         text, item, vehicles, categories, keys)))
                     results[key]["ms"].append(ms)
+                print(f"{model} {item['wav']} {bias}: {ms:.0f} ms: {heard[:70]!r}",
+                      file=sys.stderr, flush=True)
     print(f"\n{len({i['id'] for i in items})} utterances, {len(items)} recordings, "
           f"{os.cpu_count()} cores\n")
     print("| language | voice | channel | model | biasing | n | WER | entity accuracy | "
