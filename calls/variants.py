@@ -21,6 +21,10 @@ class VariantParameters(pydantic.BaseModel):
     language: Annotated[str, pydantic.Field(pattern=r"^$|^[a-z]{2}(-[A-Z]{2})?$")] = ""
     piper_voice: Annotated[str, pydantic.Field(
         max_length=300, description="A Piper voice (.onnx) path; empty: default.")] = ""
+    stt_model: Annotated[str, pydantic.Field(
+        max_length=300, pattern=r"^$|^(base|small|tiny\.en|/.+)$",
+        description="Whisper: base, small, tiny.en or a model folder; empty: the "
+                    "language's (TOM_STT_MODELS) or TOM_STT_MODEL.")] = ""
     speaking_rate: Annotated[float, pydantic.Field(
         ge=0.5, le=2.0, description="Piper length scale (lower is faster).")] = 1.0
     fillers: bool = True

@@ -70,6 +70,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_map(name: str, default: str = "") -> dict[str, str]:
+    """Parse ``key=value`` pairs separated by commas (``de=base,en=tiny.en``)."""
+    result: dict[str, str] = {}
+    for item in env_list(name, default):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise EnvError(f"{name} must be key=value pairs separated by commas, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
 def env_path(name: str, default: Path | str) -> Path:
     """Return the variable as an absolute path (relative paths are taken from the CWD)."""
     raw = os.environ.get(name, "")

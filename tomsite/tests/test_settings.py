@@ -86,6 +86,8 @@ def test_a_malformed_value_is_a_clear_error(clean_env: dict[str, str]) -> None:
         ("TOM_LLM_MAX_TOKENS", "lots", "TOM_LLM_MAX_TOKENS must be an integer, got 'lots'"),
         ("ALLOW_EGRESS", "maybe", "ALLOW_EGRESS must be a boolean"),
         ("TOM_SESSION_BACKEND", "cloud", "TOM_SESSION_BACKEND must be one of local, provider"),
+        ("TOM_STT_MODELS", "de:base", "TOM_STT_MODELS must be key=value pairs separated by "
+                                      "commas, got 'de:base'"),
     ]:
         result = _probe({**clean_env, name: value})
         assert result.returncode != 0

@@ -22,7 +22,7 @@ from django.conf import settings
 from calls import variants
 from tomsite.metrics import error_count
 from voice import llm as llm_module
-from voice import metrics, stt, tts
+from voice import metrics, models, stt, tts
 from voice import tools as tool_hooks
 from voice.chunker import Chunker, ToolCall
 from voice.dsp.resample import resample
@@ -82,6 +82,8 @@ class LocalSession(RealtimeSession):
         self.params = params or variants.defaults()
         self.language = (self.params.language or call.language or settings.TOM_LANGUAGE
                          or "en").lower()
+        self.stt_model = models.stt_model_name(language=self.language,
+                                               variant=self.params.stt_model)
         self.segmenter = UtteranceSegmenter(rate=call.sample_rate,
                                             stop_ms=self.params.vad_stop_ms,
                                             barge_in_ms=self.params.barge_in_min_speech_ms)
@@ -98,7 +100,7 @@ class LocalSession(RealtimeSession):
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
-        self._stt = self._stt or await asyncio.to_thread(stt.get_stt)
+        self._stt = self._stt or await asyncio.to_thread(stt.get_stt, self.stt_model)
         self._llm = self._llm or await asyncio.to_thread(llm_module.get_llm)
         self._tts = self._tts or await self._engine()
         if self.tools is not None:
@@ -191,7 +193,7 @@ class LocalSession(RealtimeSession):
         return speech
 
     def _stt_backend(self) -> stt.SttBackend:
-        return self._stt or stt.get_stt()
+        return self._stt or stt.get_stt(self.stt_model)
 
     async def _transcribe(self, pcm: bytes) -> stt.Transcription:
         hints: dict[str, str] = {}

@@ -37,7 +37,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 @pytest.fixture(scope="module")
 def assembled(tmp_path_factory: pytest.TempPathFactory) -> None:
-    for name in models.SPECS:
+    for name in models.required():
         models.assemble(name)
 
 

@@ -43,7 +43,7 @@ def _load_catalog() -> list[str]:
 
 
 async def test_a_parts_question_is_answered_from_the_catalog(live_server_process: Any) -> None:
-    for name in models.SPECS:
+    for name in models.required():
         await sync_to_async(models.assemble)(name)
     facts = await database_sync_to_async(_load_catalog)()
     server: LiveServer = live_server_process(TOM_SESSION_BACKEND="local")

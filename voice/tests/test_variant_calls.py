@@ -77,7 +77,7 @@ async def test_a_dtmf_text_frame_is_recorded_on_the_call(live_server_process: An
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 async def test_a_real_call_runs_with_its_variant(live_server_process: Any) -> None:
-    for name in models.SPECS:
+    for name in models.required():
         await sync_to_async(models.assemble)(name)
     variant = await PolicyVariant.objects.acreate(
         name="slow-turns", is_default=True, parameters=VariantParameters(

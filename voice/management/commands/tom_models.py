@@ -14,16 +14,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("names", nargs="*",
-                            help=f"models to assemble: {', '.join(models.SPECS)} (default: all)")
+                            help=f"models to assemble: {', '.join(models.SPECS)} "
+                                 "(default: all but the optional ones)")
         parser.add_argument("--force", action="store_true", help="assemble even if present")
 
     def handle(self, *args: Any, **options: Any) -> None:
         unknown = sorted(set(options["names"]) - set(models.SPECS))
         if unknown:
             raise CommandError(f"unknown model(s): {', '.join(unknown)}")
-        for name in options["names"] or list(models.SPECS):
+        for name in options["names"] or models.required():
             try:
                 path = models.assemble(name, force=options["force"])
             except models.ModelError as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"{name}: {path} (sha256 verified)")
+            self.stdout.write(f"{name}: {path} (verified)")
