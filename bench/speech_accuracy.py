@@ -45,10 +45,31 @@ def _setup() -> None:
     parts_import_csv(text=(DATA / "sample_parts.csv").read_text(encoding="utf-8"))
 
 
+ROMAN = {"ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7", "viii": "8"}
+
+
 def words(text: str) -> list[str]:
+    """Words as the parts tool reads them, so WER counts what was misheard rather than
+    how it was written: number words and Roman generations as digits, and a part number
+    spelt out ("T P one two four nine three") as the one token Whisper writes (TP12493)."""
     from toolhub.matching import tokens
 
-    return tokens(text)
+    raw = [ROMAN.get(word, word) if i else word for i, word in enumerate(tokens(text))]
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        end = i + 1
+        if raw[i].isalpha() and len(raw[i]) <= 2:  # "t p 1 2 4", "pp 12493"
+            while end < len(raw) and raw[end].isalpha() and len(raw[end]) == 1:
+                end += 1
+            letters = end
+            while end < len(raw) and raw[end].isdigit():
+                end += 1
+            if end == letters:
+                end = i + 1
+        out.append("".join(raw[i:end]))
+        i = end
+    return out
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -100,6 +121,10 @@ def main() -> None:
                         help="biasing settings to compare (plain, hotwords, prompt)")
     parser.add_argument("--limit", type=int, default=0,
                         help="utterances per language (0: all in the corpus)")
+    parser.add_argument("--voices", default="",
+                        help="only voices containing one of these (comma-separated)")
+    parser.add_argument("--dump", type=Path,
+                        help="write every transcription (JSON lines) here, to study failures")
     args = parser.parse_args()
     _setup()
     from toolhub.catalog import catalog_vocabulary, category_terms, vehicle_terms
@@ -112,11 +137,14 @@ def main() -> None:
     if args.limit:
         keep = {i["id"] for i in items if int(str(i["id"]).split("-")[1]) < args.limit}
         items = [i for i in items if i["id"] in keep]
+    if args.voices:
+        items = [i for i in items if any(v in str(i["voice"]) for v in args.voices.split(","))]
     vehicles, categories = vehicle_terms(), category_terms()
     keys = {(v.make, v.model, v.generation): v.pk for v in Vehicle.objects.all()}
     results: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(
         lambda: defaultdict(list))
     unavailable: dict[str, str] = {}
+    dump = args.dump.open("w", encoding="utf-8") if args.dump else None
     for model in args.models.split(","):
         try:
             if model == "small":
@@ -146,6 +174,12 @@ def main() -> None:
                     results[key]["entity"].append(float(entity_ok(
                         text, item, vehicles, categories, keys)))
                     results[key]["ms"].append(ms)
+                    if dump:
+                        dump.write(json.dumps({
+                            "wav": item["wav"], "model": model, "setting": setting,
+                            "reference": item["text"], "heard": text,
+                            "wer": results[key]["wer"][-1],
+                            "entity": results[key]["entity"][-1]}, ensure_ascii=False) + "\n")
                 print(f"{model} {item['wav']} {bias}: {ms:.0f} ms: {heard[:70]!r}",
                       file=sys.stderr, flush=True)
     print(f"\n{len({i['id'] for i in items})} utterances, {len(items)} recordings, "

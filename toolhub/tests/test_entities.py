@@ -42,6 +42,9 @@ def test_the_vocabulary_follows_the_catalog(sample_parts: ImportReport) -> None:
      "Do you have brake pads for a Volkswagen Golf?"),
     ("en", "brake disks for the BMW tree series", "brake discs for the BMW three series"),
     ("en", "I have a Ford Fokus", "I have a Ford Focus"),
+    # A letter that rhymes with the right one, inside a model code.
+    ("en", "It is for a VW Passat V7.", "It is for a VW Passat B7."),
+    ("de", "Für einen Passat P8 bitte", "Für einen Passat B8 bitte"),
 ])
 def test_correction_fixes_catalog_terms(sample_parts: ImportReport, language: str, heard: str,
                                         meant: str) -> None:
@@ -59,6 +62,28 @@ def test_correction_fixes_catalog_terms(sample_parts: ImportReport, language: st
 def test_correction_leaves_other_words_alone(sample_parts: ImportReport, language: str,
                                              text: str) -> None:
     assert correct(text, catalog_vocabulary(language=language), language=language) == (text, [])
+
+
+@pytest.mark.parametrize(("heard", "meant"), [
+    # What Whisper wrote for "T P one two four nine three" on the telephone corpus.
+    ("It's part number PP12493 in stock.", "It's part number TP-12493 in stock."),
+    ("It's part number P-P14720 and stop.", "It's part number TP-14720 and stop."),
+    ("Part number T, P103, 1 4, and Stock.", "Part number TP-10314, and Stock."),
+    ("Ist die Teilenummer 12493 auf Lager?", "Ist die Teilenummer TP-12493 auf Lager?"),
+    # Not a part number: digits that name no part, or no letters and no "number" before.
+    ("It's part number PP12345 in stock.", "It's part number PP12345 in stock."),
+    ("I need 2 pads, 12493 is my customer ID", "I need 2 pads, 12493 is my customer ID"),
+    ("Two sets, TP 1 2 pieces", "Two sets, TP 1 2 pieces"),
+])
+def test_part_numbers_are_written_as_the_catalog_writes_them(
+        sample_parts: ImportReport, heard: str, meant: str) -> None:
+    from toolhub.router import PART_NUMBER
+
+    text, corrections = correct(heard, catalog_vocabulary(language="en"), language="en")
+    assert text == meant
+    assert bool(corrections) == (heard != meant)
+    if corrections:  # the router now finds the number it could not before
+        assert PART_NUMBER.search(meant) and not PART_NUMBER.search(heard)
 
 
 def test_phonetic_keys() -> None:

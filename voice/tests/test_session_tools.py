@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from voice.chunker import ToolCall
 from voice.protocols.metadata import CallStart
 from voice.session.events import AgentAudio, Transcript
@@ -154,18 +156,25 @@ class VocabularyHook(ScriptedHook):
 
 class MishearingStt(ScriptedStt):
     def __init__(self) -> None:
-        self.hotwords: list[str] = []
+        self.hints: list[dict[str, str]] = []
 
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
-                   hotwords: str = "") -> Any:
+                   hotwords: str = "", prompt: str = "") -> Any:
         from voice.stt import Transcription
 
-        self.hotwords.append(hotwords)
+        self.hints.append({"hotwords": hotwords, "prompt": prompt})
         return Transcription(text="Do you have break pads for a Volkswagon Golf?",
                              language="en", ms=5)
 
 
-async def test_the_caller_text_is_corrected_and_the_raw_one_kept() -> None:
+@pytest.mark.parametrize(("bias", "hints"), [
+    ("prompt", {"hotwords": "", "prompt": "Car parts: Volkswagen."}),  # the default
+    ("hotwords", {"hotwords": "Volkswagen", "prompt": ""}),
+    ("off", {"hotwords": "", "prompt": ""}),
+])
+async def test_the_caller_text_is_corrected_and_the_raw_one_kept(
+        settings: Any, bias: str, hints: dict[str, str]) -> None:
+    settings.TOM_STT_BIAS = bias
     llm, hook, heard = ToolAwareLlm(), VocabularyHook(route=[]), MishearingStt()
     call = CallStart(uuid="c", sample_rate=RATE, channels=1, mix_type="mono", encoding="l16",
                      language="en")
@@ -179,6 +188,6 @@ async def test_the_caller_text_is_corrected_and_the_raw_one_kept() -> None:
     speech = next(e for e in events if isinstance(e, AgentAudio)).speech
     assert speech.caller_text == caller.text
     assert speech.caller_text_raw == "Do you have break pads for a Volkswagon Golf?"
-    assert heard.hotwords and heard.hotwords[0] == "Volkswagen"  # Whisper was biased
+    assert heard.hints[0] == hints  # Whisper was biased as TOM_STT_BIAS says
     assert llm.prompts[0][-1]["content"].startswith("Do you have brake pads")
     await session.aclose()
