@@ -245,10 +245,10 @@ def catalog_vocabulary(*, language: str) -> Any:
         for synonym in (s.strip() for s in category.synonyms.split(",") if s.strip()):
             vocabulary.terms.append(synonym)
     vocabulary.terms = list(dict.fromkeys(vocabulary.terms))
-    for number in Part.objects.values_list("part_number", flat=True).iterator():
-        digits = re.sub(r"\D", "", number)
+    for part_number in Part.objects.values_list("part_number", flat=True).iterator():
+        digits = re.sub(r"\D", "", part_number)
         if len(digits) >= 4:  # shorter ones would catch quantities and prices
-            vocabulary.part_numbers.setdefault(digits, number)
+            vocabulary.part_numbers.setdefault(digits, part_number)
     vehicles = list(Vehicle.objects.order_by("make", "model"))
     categories = list(PartCategory.objects.all())
     vocabulary.hints = [
