@@ -55,6 +55,7 @@ def parameters_clean(raw: Any) -> VariantParameters:
 
 def defaults() -> VariantParameters:
     return VariantParameters(vad_stop_ms=settings.TOM_VAD_STOP_MS,
+                             speaking_rate=settings.TOM_TTS_LENGTH_SCALE,
                              barge_in_min_speech_ms=settings.TOM_BARGE_IN_MIN_SPEECH_MS,
                              fillers=settings.TOM_FEATURE_FILLERS,
                              max_sentences=settings.TOM_MAX_SENTENCES)

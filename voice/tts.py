@@ -80,19 +80,21 @@ def get_tts(language: str, *, voice: str = "", length_scale: float | None = None
             ) -> TtsBackend:
     """The engine for ``language``: Piper when a Piper voice speaks it, else espeak-ng.
 
-    ``voice`` (a Piper .onnx path) and ``length_scale`` come from a policy variant.
+    ``voice`` (a Piper .onnx path) and ``length_scale`` come from a policy variant; the
+    length scale slows espeak-ng too (``TOM_ESPEAK_SPEED_WPM`` divided by it).
     """
     lang = (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
     use_piper = settings.TOM_TTS_ENGINE == "piper" and (
         bool(voice or settings.TOM_PIPER_VOICE) or lang == "en")  # the packaged voice is English
     voice_path = Path(voice) if voice else models.piper_voice_path()
     scale = settings.TOM_TTS_LENGTH_SCALE if length_scale is None else length_scale
+    speed = max(80, min(450, round(settings.TOM_ESPEAK_SPEED_WPM / scale)))
     key: tuple[Any, ...] = (("piper", str(voice_path), scale) if use_piper
-                            else ("espeak", settings.TOM_ESPEAK_VOICE or lang))
+                            else ("espeak", settings.TOM_ESPEAK_VOICE or lang, speed))
     with _lock:
         if key not in _loaded:
             if use_piper:
                 _loaded[key] = PiperTts(voice_path, length_scale=scale)
             else:
-                _loaded[key] = EspeakTts(settings.TOM_ESPEAK_VOICE or lang)
+                _loaded[key] = EspeakTts(settings.TOM_ESPEAK_VOICE or lang, speed_wpm=speed)
         return _loaded[key]

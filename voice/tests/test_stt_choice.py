@@ -1,10 +1,12 @@
 """Which Whisper serves a call (variant, language, default), a split model that arrives
-cut short, and the guards against Whisper's repetition loops. No models are loaded."""
+cut short, the guards against Whisper's repetition loops, and the espeak-ng speed.
+No Whisper model is loaded."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from django.urls import reverse
 
 from calls.models import PolicyVariant
 from calls.variants import VariantParameters
-from voice import models, stt
+from voice import models, stt, tts
 from voice.protocols.metadata import CallStart
 from voice.session.local import LocalSession
 
@@ -158,3 +160,13 @@ def test_the_token_budget_follows_the_utterance_length() -> None:
     assert three_seconds == 3 * stt.TOKENS_PER_SECOND + stt.TOKEN_MARGIN
     # Never past what Whisper can decode after a 600-character hotword prompt.
     assert stt.max_new_tokens(samples=60 * 16000, rate=16000) == stt.MAX_NEW_TOKENS
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_a_slower_speaking_rate_slows_the_espeak_fallback_too(settings: Any) -> None:
+    settings.TOM_ESPEAK_SPEED_WPM, settings.TOM_ESPEAK_VOICE = 160, ""
+    usual, slow = tts.get_tts("de"), tts.get_tts("de", length_scale=1.25)
+    assert isinstance(usual, tts.EspeakTts) and isinstance(slow, tts.EspeakTts)
+    assert (usual.speed, slow.speed) == (160, 128)
+    text = "Die Teilenummer ist TP 10098."
+    assert len(slow.synthesize(text)) > 1.15 * len(usual.synthesize(text))
