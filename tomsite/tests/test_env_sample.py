@@ -7,7 +7,7 @@ import re
 
 from conftest import REPO
 
-ENV_READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_path",
+ENV_READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_map", "env_path",
                "env_choice", "env_is_set"}
 SOURCE_DIRS = ("tomsite", "calls", "voice", "toolhub", "greenlights")
 REQUIRED_GROUPS = (
