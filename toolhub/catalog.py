@@ -249,8 +249,10 @@ def catalog_vocabulary(*, language: str) -> Any:
         digits = re.sub(r"\D", "", part_number)
         if len(digits) >= 4:  # shorter ones would catch quantities and prices
             vocabulary.part_numbers.setdefault(digits, part_number)
-    vehicles = list(Vehicle.objects.order_by("make", "model"))
-    categories = list(PartCategory.objects.all())
+    # Ordered to the last column: the hint list (and so what Whisper hears) must be the
+    # same on every database.
+    vehicles = list(Vehicle.objects.order_by("make", "model", "generation", "pk"))
+    categories = list(PartCategory.objects.order_by("slug"))
     vocabulary.hints = [
         *dict.fromkeys(v.make for v in vehicles), *dict.fromkeys(v.model for v in vehicles),
         *((c.name_de if lang == "de" else c.name_en) for c in categories),
