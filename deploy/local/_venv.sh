@@ -18,6 +18,55 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
+# llama-cpp-python compiles llama.cpp, whose default build is -march=native: on a CPU that
+# reports AMX it then dies with SIGILL in ggml_backend_amx_mul_mat, and a wheel built on
+# one CPU crashes on another without AVX-512. So it is built first, on its own, for a
+# fixed portable target (x86-64-v3: AVX2/FMA/F16C; the plain x86-64 baseline on a CPU
+# without those), never native, never AVX-512 or AMX. pip's wheel cache ignores CMAKE_ARGS,
+# hence --no-cache-dir; the flags are kept in a stamp so a change rebuilds it once.
+# The wheel we build is kept in our own cache, keyed by the spec and the flags, so a fresh
+# clone on this machine installs it in seconds and changed flags compile anew.
+# `manage.py tom_models --verify` (voice/native_check.py, run by run.sh and test.sh) proves
+# the build by running a long-prompt completion in a child process.
+case ",${extras:-}," in
+  *,models,*|*,dev,*)
+    llama_spec='llama-cpp-python[server]>=0.3'
+    if [ "$(uname -m)" = x86_64 ]; then
+      llama_isa="-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+      for flag in avx2 fma f16c bmi2; do
+        grep -qw "$flag" /proc/cpuinfo 2>/dev/null || llama_isa="-DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF"
+      done
+      llama_cmake="-DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_BACKEND_DL=OFF $llama_isa -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF"
+    else
+      llama_cmake="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF"
+    fi
+    llama_hash=$(printf '%s' "$llama_spec $llama_cmake" | sha256sum | cut -c1-16)
+    llama_stamp=".venv/.tom-llama-$llama_hash"
+    llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/tom/llama-$llama_hash"
+    if [ ! -e "$llama_stamp" ]; then
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+      llama_wheel=$(ls "$llama_cache"/llama_cpp_python-*.whl 2>/dev/null | head -n 1 || true)
+      if [ -z "$llama_wheel" ]; then
+        echo "building llama-cpp-python for a portable CPU target (5-8 minutes on 2 cores) ..."
+        # Built into a side folder and moved into place whole: an interrupted build
+        # leaves no wheel behind that a later run would take for a finished one.
+        rm -rf "$llama_cache.partial" && mkdir -p "$llama_cache.partial"
+        CMAKE_ARGS="$llama_cmake" FORCE_CMAKE=1 .venv/bin/python -m pip wheel --quiet \
+          --disable-pip-version-check --no-cache-dir --no-deps \
+          --wheel-dir "$llama_cache.partial" "$llama_spec"
+        printf '%s\n' "$llama_spec $llama_cmake" > "$llama_cache.partial/FLAGS"
+        rm -rf "$llama_cache" && mv "$llama_cache.partial" "$llama_cache"
+        llama_wheel=$(ls "$llama_cache"/llama_cpp_python-*.whl | head -n 1)
+      else
+        echo "installing llama-cpp-python built earlier for this target ($llama_cache)"
+      fi
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+        --force-reinstall --no-deps "$llama_wheel"
+      # Its own dependencies (numpy, jinja2, the server's fastapi/uvicorn) come from wheels.
+      .venv/bin/python -m pip install --quiet --disable-pip-version-check "$llama_spec"
+      rm -f .venv/.tom-llama-* && printf '%s\n' "$llama_cmake" > "$llama_stamp"
+    fi ;;
+esac
 stamp=".venv/.tom-install-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"
 if [ ! -e "$stamp" ]; then
   echo "installing TOM into .venv (${extras:-base}) ..."
