@@ -93,8 +93,16 @@ class Call(models.Model):
         RATE_LIMITED = "rate_limited", "Message flood"
         OVERLOADED = "overloaded", "Server overloaded"
         SERVER_ERROR = "server_error", "Server error"
+        PROCESS_DIED = "process_died", "Web process died"
 
     ENDED = (Status.COMPLETED, Status.FAILED)
+    # Endings that say nothing about how a variant behaved: the machine failed, or the
+    # peer sent what no caller sends (an attack). Rewarding them would blame a variant.
+    UNREWARDED_REASONS = frozenset({
+        EndReason.STALE, EndReason.SERVER_ERROR, EndReason.PROCESS_DIED, EndReason.OVERLOADED,
+        EndReason.PROTOCOL_ERROR, EndReason.FRAME_TOO_LARGE, EndReason.RATE_LIMITED,
+        EndReason.BLOCKED,
+    })
 
     uuid = models.CharField(
         "channel UUID", max_length=64, unique=True, help_text="FreeSWITCH channel UUID / callSid."
@@ -135,6 +143,15 @@ class Call(models.Model):
         storage=recording_storage, upload_to="%Y/%m/%d/", blank=True, max_length=255
     )
     synthetic = models.BooleanField(default=False, help_text="Placed by TOM's own test calls.")
+    # The web process carrying the call: a process that starts on this host ends the
+    # calls its dead predecessors left open (calls.processes).
+    host = models.CharField(max_length=255, blank=True,
+                            help_text="Host name of the web process that took the call.")
+    pid = models.PositiveIntegerField("PID", null=True, blank=True,
+                                      help_text="Process id of that web process.")
+    process_start = models.CharField(
+        max_length=64, blank=True,
+        help_text="Boot id and start time of that process, so a reused PID is told apart.")
     supervisor_note = models.TextField(blank=True)
 
     class Meta:
@@ -153,6 +170,11 @@ class Call(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.status in self.ENDED
+
+    @property
+    def rewardable(self) -> bool:
+        """Whether the call's ending says something about its variant (see the policy)."""
+        return not self.synthetic and self.end_reason not in self.UNREWARDED_REASONS
 
     @property
     def caller_phone_hash(self) -> PhoneHash | None:

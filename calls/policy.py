@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls import bandit
@@ -68,7 +68,14 @@ def reward_components(*, call: Call) -> dict[str, float]:
 
 
 def call_reward_compute(*, call: Call) -> CallReward:
-    """Compute (or recompute) the ended call's reward; idempotent, metrics counted once."""
+    """Compute (or recompute) the ended call's reward; idempotent, metrics counted once.
+
+    Raises ``ValueError`` for a call whose ending says nothing about its variant (see
+    ``Call.rewardable``): a crash, an attack or TOM's own test call.
+    """
+    if not call.rewardable:
+        raise ValueError(f"call {call.pk} is not rewarded: "
+                         f"{'synthetic' if call.synthetic else call.end_reason}")
     components = reward_components(call=call)
     reward = max(-1.0, min(1.0, sum(components.values())))
     with transaction.atomic():
@@ -84,9 +91,16 @@ def call_reward_compute(*, call: Call) -> CallReward:
     return row
 
 
+def rewards_counted() -> QuerySet[CallReward]:
+    """The rewards the policy learns from: rows written for calls that are not rewarded
+    now (before this rule existed, a crash or an attack was charged) are left out."""
+    return CallReward.objects.filter(call__synthetic=False).exclude(
+        call__end_reason__in=Call.UNREWARDED_REASONS)
+
+
 def arms(variants: list[PolicyVariant]) -> list[bandit.Arm]:
     rewards: dict[int, list[float]] = {v.pk: [] for v in variants}
-    for variant_id, reward in CallReward.objects.filter(
+    for variant_id, reward in rewards_counted().filter(
             variant__in=variants).values_list("variant_id", "reward"):
         rewards[variant_id].append(reward)
     return [bandit.posterior(rewards[v.pk], key=v.name) for v in variants]

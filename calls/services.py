@@ -7,29 +7,23 @@ are never stored, logged or put in a query.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from calls import phone
+from calls import phone, pii, processes
 from calls.models import Call, CallerNumber, CallTurn
 
 logger = logging.getLogger(__name__)
 
 SUPERVISORS_GROUP = "Supervisors"
-# Metadata keys that name a party of the call, whatever their value looks like.
-_PARTY_KEYS = re.compile(
-    r"^(caller|callee|from|to|ani|dnis|cid|caller_?id.*|callee_?id.*|.*number.*|.*phone.*|"
-    r"sip_(from|to|contact|req)_.*|.*_uri)$",
-    re.IGNORECASE,
-)
 _LONG_DIGITS = 7  # an integer with this many digits may be a phone number
 
 
@@ -52,7 +46,7 @@ def call_metadata_clean(*, metadata: dict[str, Any]) -> dict[str, Any]:
     """
     cleaned: dict[str, Any] = {}
     for key, value in metadata.items():
-        if _PARTY_KEYS.match(str(key)):
+        if pii.party_key(str(key)):  # matched by the key's words (calls.pii), not a list
             continue
         kept = _clean_value(value)
         if kept is not _DROP:
@@ -151,11 +145,16 @@ def call_start(
 ) -> Call:
     """Create the call for a new fork connection; a reconnect with the same uuid returns it.
 
-    ``caller`` and ``callee`` are raw numbers: they are hashed here and dropped.
+    ``caller`` and ``callee`` are raw numbers: they are hashed here and dropped. The
+    call records this process (host, PID, start) as the one carrying it.
     """
+    me = processes.process_current()
     existing = Call.objects.filter(uuid=uuid).first()
     if existing is not None:
         logger.info("call.reconnected", extra={"call_id": existing.pk})
+        if not existing.is_ended:  # this process carries it now
+            existing.host, existing.pid, existing.process_start = me.host, me.pid, me.start
+            existing.save(update_fields=["host", "pid", "process_start"])
         return existing
     started_at = started_at or timezone.now()
     caller_row = caller_number_touch(raw=caller, seen_at=started_at) if caller else None
@@ -172,6 +171,9 @@ def call_start(
         language=language,
         metadata=call_metadata_clean(metadata=metadata or {}),
         synthetic=synthetic,
+        host=me.host,
+        pid=me.pid,
+        process_start=me.start,
     )
     logger.info(
         "call.started",
@@ -209,7 +211,7 @@ def call_end(
     call.end_reason = Call.EndReason(reason)
     call.status_detail = detail[:255]
     call.save(update_fields=["ended_at", "duration", "status", "end_reason", "status_detail"])
-    if call.variant_id is not None:  # the policy learns from every routed call's outcome
+    if call.variant_id is not None and call.rewardable:  # the policy learns from its calls
         from calls.tasks import call_reward
 
         call_id = call.pk
@@ -235,8 +237,13 @@ def call_turn_record(
     tool_calls: list[dict[str, Any]] | None = None,
     caller_text_raw: str = "",
 ) -> CallTurn:
-    """Append the next turn to ``call``; ``tool_calls`` are cleaned of phone numbers."""
+    """Append the next turn to ``call``; phone numbers in the caller's words (unless
+    ``TOM_REDACT_CALLER_NUMBERS`` is off) and in ``tool_calls`` are masked first."""
     timings = timings or TurnTimings()
+    if settings.TOM_REDACT_CALLER_NUMBERS:
+        digits = settings.TOM_REDACT_MIN_DIGITS
+        caller_text = pii.numbers_redact(text=caller_text, min_digits=digits)
+        caller_text_raw = pii.numbers_redact(text=caller_text_raw, min_digits=digits)
     with transaction.atomic():
         # Lock the call so two turns recorded at once cannot take the same index.
         Call.objects.select_for_update().filter(pk=call.pk).first()
@@ -276,6 +283,31 @@ def calls_reap_stale(*, older_than: timedelta, now: datetime | None = None) -> i
     if reaped:
         logger.warning("calls.reaped", extra={"count": reaped})
     return reaped
+
+
+def calls_end_orphaned(*, host: str, now: datetime | None = None) -> int:
+    """End the open calls of ``host`` whose web process no longer runs.
+
+    Called when a web process starts: the calls a crashed process carried are ended
+    at once, not hours later by the reaper, and are not charged to their variants.
+    """
+    now = now or timezone.now()
+    open_calls = Call.objects.filter(status__in=[Call.Status.NEW, Call.Status.ACTIVE],
+                                     host=host, pid__isnull=False)
+    running: dict[tuple[int, str], bool] = {}
+    ended = 0
+    for call in open_calls.iterator():
+        key = (call.pid or 0, call.process_start)
+        if key not in running:
+            running[key] = processes.process_is_running(pid=key[0], start=key[1])
+        if running[key]:
+            continue
+        call_end(call=call, reason=Call.EndReason.PROCESS_DIED, failed=True, ended_at=now,
+                 detail=f"web process {call.pid} on {host} died; ended when the next started")
+        ended += 1
+    if ended:
+        logger.warning("calls.orphans_ended", extra={"count": ended, "host": host})
+    return ended
 
 
 def caller_number_block(*, caller_number: CallerNumber, blocked: bool, reason: str = "") -> None:

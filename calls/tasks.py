@@ -20,12 +20,15 @@ def calls_reap_stale() -> int:
 @shared_task(name="calls.tasks.call_reward", acks_late=True, soft_time_limit=60,
              time_limit=90)
 def call_reward(call_id: int) -> float | None:
-    """Reward an ended call and re-check the variants (idempotent: recomputes the same)."""
+    """Reward an ended call and re-check the variants (idempotent: recomputes the same).
+
+    A call ended by a crash, an attack or a test call is not rewarded (``None``).
+    """
     from calls.models import Call
     from calls.policy import call_reward_compute, variants_blacklist_check
 
     call = Call.objects.select_related("variant").filter(pk=call_id).first()
-    if call is None or not call.is_ended:
+    if call is None or not call.is_ended or not call.rewardable:
         return None
     reward = call_reward_compute(call=call).reward
     variants_blacklist_check()

@@ -3,6 +3,7 @@ saved, and the defaults a call without a variant gets."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
@@ -20,11 +21,12 @@ class VariantParameters(pydantic.BaseModel):
     persona_name: Annotated[str, pydantic.Field(max_length=40)] = ""
     language: Annotated[str, pydantic.Field(pattern=r"^$|^[a-z]{2}(-[A-Z]{2})?$")] = ""
     piper_voice: Annotated[str, pydantic.Field(
-        max_length=300, description="A Piper voice (.onnx) path; empty: default.")] = ""
+        max_length=300, description="A Piper voice (.onnx) inside the models folder "
+                                    "(TOM_DATA_DIR/models); empty: default.")] = ""
     stt_model: Annotated[str, pydantic.Field(
         max_length=300, pattern=r"^$|^(base|small|tiny\.en|/.+)$",
-        description="Whisper: base, small, tiny.en or a model folder; empty: the "
-                    "language's (TOM_STT_MODELS) or TOM_STT_MODEL.")] = ""
+        description="Whisper: base, small, tiny.en or a model folder inside the models "
+                    "folder; empty: the language's (TOM_STT_MODELS) or TOM_STT_MODEL.")] = ""
     speaking_rate: Annotated[float, pydantic.Field(
         ge=0.5, le=2.0, description="Piper length scale (lower is faster).")] = 1.0
     fillers: bool = True
@@ -51,6 +53,15 @@ class VariantParameters(pydantic.BaseModel):
 def parameters_clean(raw: Any) -> VariantParameters:
     """Parse stored or typed parameters; raises ``pydantic.ValidationError``."""
     return VariantParameters.model_validate(raw or {})
+
+
+def path_inside(*, path: str, root: Path) -> bool:
+    """Whether ``path`` lies inside ``root`` once symlinks and ``..`` are resolved, so
+    neither ``/etc/passwd`` nor ``<root>/../../etc`` nor a link out of ``root`` passes."""
+    try:
+        return Path(path).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+        return False
 
 
 def defaults() -> VariantParameters:

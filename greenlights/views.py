@@ -31,7 +31,8 @@ def _may_scrape(request: HttpRequest) -> bool:
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition, for allowed addresses or holders of the bearer token."""
+    """Prometheus exposition, for holders of the bearer token, or for allowed addresses
+    unless TOM runs behind a proxy (``voice.access.client_in``)."""
     if not _may_scrape(request):
         return HttpResponseForbidden("metrics are not public\n", content_type="text/plain")
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

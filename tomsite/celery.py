@@ -16,6 +16,38 @@ app.autodiscover_tasks()
 _cli_worker = False
 
 
+@signals.worker_init.connect
+def _check_before_working(**_: Any) -> None:
+    _startup_checks(component="worker")
+
+
+@signals.beat_init.connect
+def _check_before_scheduling(**_: Any) -> None:
+    _startup_checks(component="beat")
+
+
+def _startup_checks(*, component: str) -> None:
+    # A misconfigured worker or beat must not start: StartupRefused is a SystemExit, which
+    # Celery's signal dispatch does not swallow (it catches Exception only).
+    import sys
+
+    import django
+    from django.apps import apps
+
+    if not apps.ready:  # django.setup() again would rebuild the log handlers on beat's
+        django.setup()  # sys.stderr, which Celery has swapped for a logging proxy by now
+
+    from tomsite.startup import StartupRefused, startup_checks_run
+
+    try:
+        startup_checks_run(component=component)
+    except StartupRefused as refused:
+        # Python prints a SystemExit's message on sys.stderr, which beat has redirected
+        # into its logger by now: write it where the operator sees it.
+        print(refused.code, file=sys.__stderr__)
+        raise SystemExit(1) from None
+
+
 @signals.celeryd_init.connect
 def _mark_cli_worker(**_: Any) -> None:
     # Only `celery worker` sends this (not the in-process workers of the tests): only it

@@ -1,11 +1,13 @@
-"""Deployment checks for secrets (``tomsite.E001``…).
+"""Deployment checks for secrets and proxies (``tomsite.E001``…).
 
 A placeholder or empty secret with DEBUG off is an error: ``env.sample`` ships
-``CHANGE_ME`` so a copied file can never run in production unchanged.
+``CHANGE_ME`` so a copied file can never run in production unchanged. These run with
+``manage.py check`` and whenever daphne, a Celery worker or beat starts (tomsite.startup).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -120,3 +122,45 @@ def check_generated_secrets(app_configs: Any = None, **kwargs: Any) -> list[Chec
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_proxy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Behind a proxy the address allow-lists say nothing: the secrets must exist."""
+    from voice.access import networks_malformed
+
+    messages: list[CheckMessage] = []
+    if settings.TOM_BEHIND_PROXY:
+        for name, check_id, endpoint in (
+            ("TOM_FORK_TOKEN_SECRET", "tomsite.E007", "/fork/token"),
+            ("TOM_METRICS_TOKEN", "tomsite.E008", "/metrics"),
+        ):
+            if not _setting(name).strip():
+                messages.append(Error(
+                    f"TOM runs behind a proxy but {name} is empty.",
+                    hint=f"Behind a proxy {endpoint} answers only holders of {name} (every "
+                         "request comes from the proxy's address). Set it to a long random "
+                         "value (README: Behind a reverse proxy).",
+                    id=check_id))
+    for name in ("TOM_TRUSTED_PROXIES", "TOM_FORK_TOKEN_ALLOWED_IPS", "TOM_METRICS_ALLOWED_IPS"):
+        bad = networks_malformed(entries=getattr(settings, name))
+        if bad:
+            messages.append(Error(f"{name} holds entries that are no IP address or network: "
+                                  f"{', '.join(map(repr, bad))}.",
+                                  hint="List IPs or CIDRs, comma-separated (10.0.0.5,10.1.0.0/16).",
+                                  id="tomsite.E009"))
+    if "--proxy-headers" in sys.argv:  # this process is daphne, started with that flag
+        if settings.TOM_TRUSTED_PROXIES:
+            messages.append(Error(
+                "daphne was started with --proxy-headers while TOM_TRUSTED_PROXIES is set.",
+                hint="daphne would take the client-written left-most X-Forwarded-For address "
+                     "before TOM sees the request. Remove --proxy-headers: TOM reads the "
+                     "header itself, from the proxies in TOM_TRUSTED_PROXIES only.",
+                id="tomsite.E010"))
+        else:
+            messages.append(Warning(
+                "daphne was started with --proxy-headers; TOM ignores it.",
+                hint="A request carrying X-Forwarded-For passes no address allow-list. Remove "
+                     "the flag and list the proxy in TOM_TRUSTED_PROXIES instead.",
+                id="tomsite.W003"))
+    return messages

@@ -71,7 +71,18 @@ class RedactFilter(logging.Filter):
                 setattr(record, key, REDACTED)
             elif isinstance(value, str):
                 setattr(record, key, redact_text(value))
+        # A traceback quotes exception messages and source lines ("ValueError: caller
+        # 030 ..."): render it once here, redacted, into the cache every formatter reads.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -94,6 +105,10 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         payload.update(record_extras(record))
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # as RedactFilter left it
+            payload["exc"] = record.exc_text
+        if record.stack_info:
+            payload["stack"] = self.formatStack(record.stack_info)
         return json.dumps(payload, default=str)

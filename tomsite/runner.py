@@ -4,11 +4,14 @@ Used by ``manage.py tom_run`` for the embedded default and demos; production run
 same three commands under systemd (deploy/systemd). Each child's output goes to
 ``TOM_DATA_DIR/log/<name>.log``; readiness is judged from what the child really did
 (the admin answers, the worker ran a task, beat started its scheduler), not from
-the process merely existing.
+the process merely existing. Once all are ready, a ``Supervisor`` restarts a child that
+dies, says why (the signal or the exit code) on the runner's output and in the child's
+log, backs off between restarts and gives up on a crash loop.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -17,10 +20,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+
+logger = logging.getLogger(__name__)
 
 
 class RunnerError(RuntimeError):
@@ -60,6 +67,14 @@ class Child:
         except FileNotFoundError:
             return ""
 
+    def note(self, message: str) -> None:
+        """Write the runner's own line into the child's log, beside the child's output."""
+        if self._log is None or self._log.closed:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        self._log.write(f"{stamp} [runner] {message}\n".encode())
+        self._log.flush()
+
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
@@ -77,6 +92,111 @@ class Child:
             self._log.close()
 
 
+# What a signal usually means for TOM's processes, for the one who reads the message.
+_SIGNAL_HINTS = {
+    signal.SIGILL: "an instruction this CPU lacks: native code built for another CPU",
+    signal.SIGKILL: "the out-of-memory killer or a kill -9",
+    signal.SIGSEGV: "a crash in native code",
+    signal.SIGBUS: "a crash in native code",
+    signal.SIGABRT: "native code aborted",
+}
+
+
+def exit_reason(returncode: int) -> str:
+    """A child's exit status in words: the signal that ended it, or its exit code."""
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    try:
+        sig = signal.Signals(number) if number else None
+    except ValueError:
+        sig = None
+    if sig is None:
+        return f"exited with code {returncode}"
+    hint = f" ({_SIGNAL_HINTS[sig]})" if sig in _SIGNAL_HINTS else ""
+    if returncode < 0:
+        return f"killed by {sig.name}{hint}"
+    # A shell (or a wrapper) in between reports a child killed by a signal as 128 + it.
+    return f"exited with code {returncode} (128 + {sig.name}){hint}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How often a child may die before the runner gives up, and how long it waits."""
+
+    max_restarts: int = 5  # within window_s; one more death there is a crash loop
+    window_s: float = 300.0
+    first_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+    def backoff(self, deaths: int) -> float:
+        """Wait before restarting after the ``deaths``-th death within the window."""
+        return min(self.first_backoff_s * 2 ** max(deaths - 1, 0), self.max_backoff_s)
+
+
+class Supervisor:
+    """Restarts children that die, with back-off, until one dies too often.
+
+    ``poll()`` is called in a loop; it never sleeps, so a child waiting out its back-off
+    does not keep the others from being watched.
+    """
+
+    def __init__(self, children: list[Child], *, cwd: Path, policy: RestartPolicy,
+                 say: Callable[[str], None]) -> None:
+        self.children, self.cwd, self.policy, self.say = children, cwd, policy, say
+        self.restarts = {c.name: 0 for c in children}
+        self._deaths: dict[str, deque[float]] = {c.name: deque() for c in children}
+        self._due: dict[str, float] = {}  # child name -> when (monotonic) to restart it
+
+    def poll(self, *, now: float | None = None) -> None:
+        """Note deaths and restart children whose back-off is over.
+
+        Raises ``RunnerError`` when a child died more than ``max_restarts`` times
+        within ``window_s``.
+        """
+        now = time.monotonic() if now is None else now
+        for child in self.children:
+            if child.name in self._due:
+                if now >= self._due[child.name]:
+                    del self._due[child.name]
+                    self._restart(child)
+            elif not child.alive:
+                self._died(child, now)
+
+    def _died(self, child: Child, now: float) -> None:
+        returncode = child.process.returncode if child.process else 0
+        reason = exit_reason(returncode if returncode is not None else 0)
+        deaths = self._deaths[child.name]
+        deaths.append(now)
+        while deaths and deaths[0] < now - self.policy.window_s:
+            deaths.popleft()
+        logger.warning("runner.child_died", extra={
+            "child": child.name, "returncode": returncode, "reason": reason,
+            "deaths_in_window": len(deaths), "restarts": self.restarts[child.name]})
+        if len(deaths) > self.policy.max_restarts:
+            message = (f"{child.name} {reason}; it died {len(deaths)} times within "
+                       f"{self.policy.window_s:.0f} s: a crash loop, giving up; "
+                       f"see {child.log_path}")
+            child.note(message)
+            raise RunnerError(message)
+        delay = self.policy.backoff(len(deaths))
+        self._due[child.name] = now + delay
+        message = (f"{child.name} {reason}; restarting in {delay:.0f} s (restart "
+                   f"{self.restarts[child.name] + 1}; {len(deaths)} of at most "
+                   f"{self.policy.max_restarts} within {self.policy.window_s:.0f} s); "
+                   f"see {child.log_path}")
+        child.note(message)
+        self.say(message)
+
+    def _restart(self, child: Child) -> None:
+        child.stop()  # closes the dead child's log handle
+        child.start(cwd=self.cwd, detach=False)
+        self.restarts[child.name] += 1
+        pid = child.process.pid if child.process else None
+        child.note(f"{child.name} restarted as pid {pid} (restart {self.restarts[child.name]})")
+        logger.info("runner.child_restarted", extra={
+            "child": child.name, "pid": pid, "restarts": self.restarts[child.name]})
+        self.say(f"{child.name} restarted: pid {pid} (restart {self.restarts[child.name]})")
+
+
 def build_children(*, host: str, port: int, log_dir: Path, concurrency: int,
                    tls: tuple[str, str] | None) -> list[Child]:
     python = sys.executable
@@ -86,7 +206,7 @@ def build_children(*, host: str, port: int, log_dir: Path, concurrency: int,
     else:
         endpoint = ["-b", host, "-p", str(port)]
     return [
-        Child("web", [python, "-m", "tomsite.serve", *endpoint, "--proxy-headers",
+        Child("web", [python, "-m", "tomsite.serve", *endpoint,
                       "tomsite.asgi:application"], log_dir / "web.log"),
         Child("worker", [python, "-m", "celery", "-A", "tomsite", "worker", "-l", "INFO",
                          "-n", "tom@%h", f"--concurrency={concurrency}"],

@@ -10,6 +10,7 @@ but Python. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL, Redis
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -18,6 +19,7 @@ from celery.schedules import crontab
 from tomsite.env import (
     env_bool,
     env_choice,
+    env_float,
     env_int,
     env_is_set,
     env_list,
@@ -78,6 +80,7 @@ INSTALLED_APPS = [
     "voice",
     "toolhub",
     "greenlights",
+    "axes",  # admin login throttling (AXES_* below)
 ]
 
 MIDDLEWARE = [
@@ -91,6 +94,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "tomsite.urls"
@@ -149,6 +153,19 @@ AUTH_PASSWORD_VALIDATORS = [
         "NumericPasswordValidator",
     )
 ]
+# Admin login throttling (django-axes): AXES_FAILURE_LIMIT failed logins for one username
+# from one address lock that pair out for AXES_COOLOFF_MINUTES, right password or not.
+AUTHENTICATION_BACKENDS = [
+    "tomsite.auth_backends.LoginThrottleBackend",  # axes' AxesStandaloneBackend, first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address is REMOTE_ADDR alone: behind a trusted proxy tomsite.proxy has already put
+# the client there (TOM_TRUSTED_PROXIES); a forwarding header is never believed here.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 STATIC_URL = "static/"
 STATIC_ROOT = TOM_DATA_DIR / "static"
@@ -159,20 +176,29 @@ MEDIA_ROOT = TOM_DATA_DIR / "media"
 TOM_SERVE_STATIC = env_bool("TOM_SERVE_STATIC", True)
 
 # --- Redis, cache, channel layer -----------------------------------------------
+# A Redis that is down or unreachable must cost a bounded wait, never a hung request
+# or handshake: connect and read timeouts for both (redis-py waits forever by default).
+TOM_REDIS_CONNECT_TIMEOUT_S = env_float("TOM_REDIS_CONNECT_TIMEOUT_S", 2.0)
+TOM_REDIS_TIMEOUT_S = env_float("TOM_REDIS_TIMEOUT_S", 3.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tom",
+            # Passed to redis-py's ConnectionPool (django/core/cache/backends/redis.py).
+            "OPTIONS": {"socket_connect_timeout": TOM_REDIS_CONNECT_TIMEOUT_S,
+                        "socket_timeout": TOM_REDIS_TIMEOUT_S},
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # channels-redis blocks 5 s in BZPOPMIN per receive; redis-py 8 times reads out
-            # after 5 s by default, which kills every consumer after 5 s of quiet.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # after 5 s by default, which kills every consumer after 5 s of quiet: the read
+            # timeout stays above that block, so it is not TOM_REDIS_TIMEOUT_S.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                                  "socket_connect_timeout": TOM_REDIS_CONNECT_TIMEOUT_S}],
                        "prefix": "tom"},
         }
     }
@@ -231,7 +257,14 @@ CELERY_BEAT_SCHEDULE = {
 TOM_HTTPS = env_bool("TOM_HTTPS", False)
 TOM_TLS_CERT_FILE = env_str("TOM_TLS_CERT_FILE")
 TOM_TLS_KEY_FILE = env_str("TOM_TLS_KEY_FILE")
-if env_bool("TOM_BEHIND_PROXY", False):
+# Reverse proxies whose X-Forwarded-For TOM believes (IPs or CIDRs): the client is the
+# right-most hop that is not one of them (tomsite.proxy). Empty: the header is never read.
+TOM_TRUSTED_PROXIES = env_list("TOM_TRUSTED_PROXIES")
+_proxy_sets_proto = env_bool("TOM_BEHIND_PROXY", False)
+# Behind a proxy an address allow-list says little: /fork/token and /metrics then need
+# their secret (voice.access.client_in; tomsite.E007/E008 when it is empty).
+TOM_BEHIND_PROXY = _proxy_sets_proto or bool(TOM_TRUSTED_PROXIES)
+if _proxy_sets_proto:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = TOM_HTTPS
 SESSION_COOKIE_SECURE = TOM_HTTPS

@@ -68,6 +68,7 @@ TOM_VAD_ENGINE = env_choice("TOM_VAD_ENGINE", "webrtc", ("webrtc", "silero"))
 TOM_VAD_AGGRESSIVENESS = env_int("TOM_VAD_AGGRESSIVENESS", 2)
 TOM_VAD_START_MS = env_int("TOM_VAD_START_MS", 60)
 TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
+TOM_MAX_UTTERANCE_S = env_float("TOM_MAX_UTTERANCE_S", 30.0)  # longer speech is cut
 # Start transcribing after this much silence, before the turn is over (0: off).
 TOM_STT_PREEMPT_MS = env_int("TOM_STT_PREEMPT_MS", 250)
 
@@ -100,6 +101,13 @@ TOM_RECORD_CALLS = env_bool("TOM_RECORD_CALLS", False)
 TOM_RECORDING_DIR = env_path("TOM_RECORDING_DIR", _DATA / "recordings")
 TOM_RECORDING_RETENTION_DAYS = env_int("TOM_RECORDING_RETENTION_DAYS", 30)
 
+# --- Privacy and Admin (admin login throttling is in settings.py, with the apps) -------
+# Phone numbers a caller reads out are stored as [number] in the turn's transcript.
+TOM_REDACT_CALLER_NUMBERS = env_bool("TOM_REDACT_CALLER_NUMBERS", True)
+TOM_REDACT_MIN_DIGITS = max(env_int("TOM_REDACT_MIN_DIGITS", 7), 5)  # part numbers are shorter
+# Largest file the admin accepts (PDF catalogs, parts CSV).
+TOM_UPLOAD_MAX_BYTES = env_int("TOM_UPLOAD_MAX_BYTES", 50 * 1024 * 1024)
+
 # --- Telephony ----------------------------------------------------------------------
 TOM_DEFAULT_SAMPLE_RATE = env_int("TOM_DEFAULT_SAMPLE_RATE", 8000)
 TOM_CALL_MAX_DURATION_S = env_int("TOM_CALL_MAX_DURATION_S", 900)
@@ -121,6 +129,10 @@ TOM_GREENLIGHTS_STALE_S = env_int("TOM_GREENLIGHTS_STALE_S", 900)
 # --- Rate Limiting --------------------------------------------------------------------
 TOM_RATE_LIMIT_MSGS = env_int("TOM_RATE_LIMIT_MSGS", 120)  # sustained messages/s per call
 TOM_RATE_LIMIT_BURST = env_int("TOM_RATE_LIMIT_BURST", 240)
+# Audio bytes per call: this many times real time for the negotiated rate, channels and
+# encoding, with this many seconds of audio as burst; beyond, the call closes with 1008.
+TOM_RATE_LIMIT_AUDIO_FACTOR = env_float("TOM_RATE_LIMIT_AUDIO_FACTOR", 1.5)
+TOM_RATE_LIMIT_AUDIO_BURST_S = env_float("TOM_RATE_LIMIT_AUDIO_BURST_S", 2.0)
 TOM_MAX_CONCURRENT_CALLS = env_int("TOM_MAX_CONCURRENT_CALLS", 100)
 
 # --- Performance ----------------------------------------------------------------------

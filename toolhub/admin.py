@@ -10,7 +10,9 @@ from functools import partial
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,8 +29,8 @@ from toolhub.models import (
     ToolSource,
     Vehicle,
 )
+from toolhub.pdf import PdfError
 
-CSV_MAX_BYTES = 20 * 1024 * 1024
 _HEALTH_COLOURS = {"ok": "#2e7d32", "failing": "#ba2121", "unknown": "#8a6d3b"}
 
 
@@ -78,8 +80,10 @@ class CsvImportForm(forms.Form):
 
     def clean_file(self) -> str:
         upload = self.cleaned_data["file"]
-        if upload.size > CSV_MAX_BYTES:
-            raise forms.ValidationError(f"the file is over {CSV_MAX_BYTES // 2**20} MB")
+        limit = settings.TOM_UPLOAD_MAX_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(f"the file is over {limit / 2**20:.1f} MB "
+                                        "(TOM_UPLOAD_MAX_BYTES)")
         try:
             return str(upload.read().decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
@@ -131,8 +135,27 @@ class IndexedDocumentAdmin(admin.ModelAdmin):
             self.forget(document_id)
 
 
+class CatalogDocumentForm(forms.ModelForm):
+    class Meta:
+        model = CatalogDocument
+        fields = ("source", "title", "file")
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data.get("file")
+        if isinstance(upload, UploadedFile):  # a new upload, not the stored file
+            head = upload.read(8)
+            upload.seek(0)
+            try:
+                documents.catalog_upload_check(name=upload.name or "", size=upload.size or 0,
+                                               head=head)
+            except PdfError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return upload
+
+
 @admin.register(CatalogDocument)
 class CatalogDocumentAdmin(IndexedDocumentAdmin):
+    form = CatalogDocumentForm
     list_display = ("title", "source", "status", "pages", "chunks", "uploaded_at", "indexed_at")
     list_filter = ("status", "source")
     readonly_fields = ("status", "error", "pages", "chunks", "indexed_at")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 
+from django.conf import settings
 from django.utils import timezone
 
 from toolhub import vectorstore
@@ -94,6 +95,21 @@ def knowledge_upsert(*, source: ToolSource, title: str, language: str,
     document, _ = KnowledgeDocument.objects.update_or_create(
         source=source, title=title, language=language, defaults={"body": body})
     return knowledge_document_index(document=document)
+
+
+CATALOG_SUFFIXES = (".pdf",)
+
+
+def catalog_upload_check(*, name: str, size: int, head: bytes) -> None:
+    """Refuse an upload the catalog cannot index, before it is saved: anything but a PDF
+    (by its first bytes and its name, so no HTML or SVG lands in the media folder) and
+    anything over ``TOM_UPLOAD_MAX_BYTES``. Raises ``PdfError`` saying which."""
+    limit = settings.TOM_UPLOAD_MAX_BYTES
+    if size > limit:
+        raise PdfError(f"the file is {size / 2**20:.1f} MB; the limit is "
+                       f"{limit / 2**20:.1f} MB (TOM_UPLOAD_MAX_BYTES)")
+    if not name.lower().endswith(CATALOG_SUFFIXES) or not head.startswith(b"%PDF-"):
+        raise PdfError("only PDF files can be uploaded (a .pdf starting with %PDF-)")
 
 
 def catalog_document_store(*, source: ToolSource, title: str, file_name: str, data: bytes,

@@ -13,19 +13,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.crypto import constant_time_compare
 
+logger = logging.getLogger(__name__)
+
 NONCE_PREFIX = "tom:fork-jti:"
+# RFC 8725 sections 3.8 and 3.9: a token with no audience could be one minted for another
+# service; with no subject it could attach to any live call (the metadata's uuid must
+# equal it, voice.protocols.metadata.parse_call_start).
+REQUIRED_CLAIMS = ("aud", "exp", "jti", "sub")
+# RFC 7518 section 3.2: an HS256 key at least as long as the hash output.
+MIN_HS256_SECRET_BYTES = 32
 
 
 class AuthError(Exception):
@@ -39,41 +52,67 @@ class AuthError(Exception):
 @dataclass(frozen=True, slots=True)
 class ForkIdentity:
     method: str  # "jwt" or "basic"
-    call_uuid: str | None = None  # the token's subject, when it names the call
+    call_uuid: str | None = None  # the token's subject (always, for a JWT); None for basic
     jti: str | None = None
 
 
-@lru_cache(maxsize=4)
-def _read_key(path: str) -> str:
-    return Path(path).read_text()
+class JwtKeyError(RuntimeError):
+    """The configured key cannot be used (missing, unreadable, not a key of that kind)."""
 
 
-def _signing_key() -> str:
+@lru_cache(maxsize=8)
+def _load_rsa_key(path: str, *, private: bool) -> Any:
+    if not path:
+        raise JwtKeyError("no key file is configured")
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise JwtKeyError(f"{path} cannot be read ({exc.strerror})") from None
+    key: object
+    try:
+        if private:
+            key = serialization.load_pem_private_key(pem, password=None)
+            expected: type = rsa.RSAPrivateKey
+        else:
+            key = serialization.load_pem_public_key(pem)
+            expected = rsa.RSAPublicKey
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise JwtKeyError(f"{path} holds no PEM key (or one with a password)") from None
+    if not isinstance(key, expected):
+        raise JwtKeyError(f"{path} holds no RSA {'private' if private else 'public'} key")
+    return key
+
+
+def jwt_signing_key() -> Any:
+    """The key that mints tokens; ``JwtKeyError`` when it cannot be had."""
     if settings.TOM_JWT_ALGORITHM == "RS256":
-        if not settings.TOM_JWT_PRIVATE_KEY:
-            raise RuntimeError("TOM_JWT_PRIVATE_KEY is needed to mint RS256 tokens")
-        return _read_key(settings.TOM_JWT_PRIVATE_KEY)
+        return _load_rsa_key(settings.TOM_JWT_PRIVATE_KEY, private=True)
     return str(settings.TOM_JWT_SECRET)
 
 
-def _verifying_key() -> str:
+def jwt_verifying_key() -> Any:
+    """The key that checks tokens; ``JwtKeyError`` when it cannot be had."""
     if settings.TOM_JWT_ALGORITHM == "RS256":
-        return _read_key(settings.TOM_JWT_PUBLIC_KEY)
+        return _load_rsa_key(settings.TOM_JWT_PUBLIC_KEY, private=False)
     return str(settings.TOM_JWT_SECRET)
 
 
-def fork_token_mint(*, call_uuid: str | None = None, ttl_s: int | None = None) -> str:
-    """A short-lived, single-use token for one fork connection."""
+def fork_token_mint(*, call_uuid: str, ttl_s: int | None = None) -> str:
+    """A short-lived, single-use token for one fork connection: the call ``call_uuid``.
+
+    The subject is required: a token that names no call could attach to any live one.
+    """
+    if not call_uuid:
+        raise ValueError("a fork token must name its call (call_uuid)")
     now = int(time.time())
     claims: dict[str, object] = {
         "jti": uuid.uuid4().hex,
         "iat": now,
         "exp": now + (ttl_s if ttl_s is not None else settings.TOM_JWT_TTL_S),
         "aud": settings.TOM_JWT_AUDIENCE,
+        "sub": call_uuid,
     }
-    if call_uuid:
-        claims["sub"] = call_uuid
-    return jwt.encode(claims, _signing_key(), algorithm=settings.TOM_JWT_ALGORITHM)
+    return jwt.encode(claims, jwt_signing_key(), algorithm=settings.TOM_JWT_ALGORITHM)
 
 
 def _token_from(query_string: bytes, headers: dict[bytes, bytes]) -> str | None:
@@ -99,13 +138,19 @@ def _basic_credentials(headers: dict[bytes, bytes]) -> tuple[str, str] | None:
 
 def _decode(token: str) -> dict[str, object]:
     try:
-        unverified = jwt.decode(token, options={"verify_signature": False})
-        return jwt.decode(
+        key = jwt_verifying_key()
+    except JwtKeyError as exc:
+        logger.error("fork.jwt_key_unusable", extra={"problem": str(exc)})
+        raise AuthError("misconfigured") from None
+    try:
+        # RFC 8725: one algorithm, fixed here (never the token's own "alg", section 3.1),
+        # and every claim we rely on present and checked (sections 3.8, 3.9).
+        claims = jwt.decode(
             token,
-            _verifying_key(),
-            algorithms=[settings.TOM_JWT_ALGORITHM],  # never trust the token's own "alg"
+            key,
+            algorithms=[settings.TOM_JWT_ALGORITHM],
             audience=settings.TOM_JWT_AUDIENCE,
-            options={"require": ["exp", "jti"], "verify_aud": "aud" in unverified},
+            options={"require": list(REQUIRED_CLAIMS), "verify_aud": True},
         )
     except jwt.ExpiredSignatureError:
         raise AuthError("expired") from None
@@ -115,13 +160,24 @@ def _decode(token: str) -> dict[str, object]:
         raise AuthError("missing_claim") from None
     except jwt.PyJWTError:
         raise AuthError("bad_token") from None
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise AuthError("bad_token")
+    return claims
 
 
 async def _claim_nonce(jti: str, exp: int) -> bool:
-    """Remember ``jti`` until the token expires (and at least the replay window)."""
+    """Remember ``jti`` until the token expires (and at least the replay window).
+
+    Fails closed: a nonce store that cannot be reached refuses the token, since one
+    that cannot be remembered could be replayed. Live calls never come here.
+    """
     ttl = max(settings.TOM_JWT_NONCE_TTL_S, exp - int(time.time()) + 1)
-    # cache.add is SET NX on Redis (shared by every process) and atomic in-process otherwise.
-    return bool(await cache.aadd(NONCE_PREFIX + jti, 1, timeout=ttl))
+    try:
+        # cache.add is SET NX on Redis (shared by every process), atomic in-process otherwise.
+        return bool(await cache.aadd(NONCE_PREFIX + jti, 1, timeout=ttl))
+    except Exception as exc:  # any backend's failure (redis-py raises its own ConnectionError)
+        logger.warning("fork.nonce_store_unavailable", extra={"error": type(exc).__name__})
+        raise AuthError("nonce_store_unavailable") from None
 
 
 async def fork_authenticate(*, query_string: bytes,
@@ -134,8 +190,7 @@ async def fork_authenticate(*, query_string: bytes,
         jti = str(claims["jti"])
         if not await _claim_nonce(jti, int(claims["exp"])):  # type: ignore[call-overload]
             raise AuthError("replayed")
-        sub = claims.get("sub")
-        return ForkIdentity(method="jwt", call_uuid=str(sub) if sub else None, jti=jti)
+        return ForkIdentity(method="jwt", call_uuid=str(claims["sub"]), jti=jti)
     credentials = _basic_credentials(header_map)
     user, password = settings.TOM_FORK_BASIC_AUTH_USERNAME, settings.TOM_FORK_BASIC_AUTH_PASSWORD
     if credentials is not None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from voice import models
+from voice import auth, models
 
 
 @register("models", deploy=True)  # deploy-only: migrate must work before tom_models
@@ -42,4 +42,40 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         messages.append(Warning("espeak-ng is not installed: languages without a Piper voice "
                                 "cannot be spoken.", hint="apt-get install espeak-ng",
                                 id="voice.W001"))
+    return messages
+
+
+@register(Tags.security)
+def check_jwt_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The fork tokens' keys: long enough (HS256) or loadable (RS256)."""
+    from tomsite.checks import is_placeholder
+
+    messages: list[CheckMessage] = []
+    if settings.TOM_JWT_ALGORITHM == "HS256":
+        secret = str(settings.TOM_JWT_SECRET)
+        # Empty or placeholder is tomsite.E003 already.
+        if not is_placeholder(secret) and len(secret.encode()) < auth.MIN_HS256_SECRET_BYTES:
+            messages.append(Error(
+                f"TOM_JWT_SECRET is shorter than {auth.MIN_HS256_SECRET_BYTES} bytes.",
+                hint="RFC 7518 section 3.2 wants an HS256 key at least as long as the hash; "
+                     "a short one can be brute-forced from one token. `python -c 'import "
+                     "secrets; print(secrets.token_urlsafe(48))'`.", id="voice.E004"))
+        return messages
+    try:
+        auth.jwt_verifying_key()
+    except auth.JwtKeyError as exc:
+        messages.append(Error(
+            f"TOM_JWT_ALGORITHM is RS256 but the public key is unusable: {exc}.",
+            hint="Set TOM_JWT_PUBLIC_KEY to a readable PEM file with the RSA public key; "
+                 "without it every fork handshake is refused (reason misconfigured).",
+            id="voice.E005"))
+    if settings.TOM_JWT_PRIVATE_KEY:  # optional: tokens may be minted elsewhere
+        try:
+            auth.jwt_signing_key()
+        except auth.JwtKeyError as exc:
+            messages.append(Error(
+                f"TOM_JWT_PRIVATE_KEY is unusable: {exc}.",
+                hint="Point it at a readable, unencrypted PEM RSA private key, or leave it "
+                     "empty if tokens are minted elsewhere (/fork/token then answers 503).",
+                id="voice.E006"))
     return messages

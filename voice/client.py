@@ -9,6 +9,11 @@ after another as the dialplan application would, stops playback at ``killAudio``
 channel's break flag), plays binary audio in stream mode and answers ``mark`` with
 ``playout`` once the audio before it has played. ``graceful-shutdown`` sends a
 zero-length frame and waits for the server to close; ``stop`` closes with 1000.
+
+A call that goes wrong is never silent: ``CallReport.problems()`` puts a dropped
+connection, a close code other than 1000, an error message or an unanswered last
+utterance into words, and a server that does not end the call within the wait after
+the caller hangs up raises ``CallTimeout``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,38 @@ from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.resample import resample
 
 FRAME_S = 0.02
+CLOSE_ABNORMAL = 1006
+# RFC 6455 §7.4.1 and the IANA WebSocket close code registry, in the fork contract's words.
+CLOSE_MEANINGS = {
+    1000: "normal closure",
+    1001: "going away: the server is shutting down or restarting",
+    1002: "protocol error",
+    1003: "unsupported data",
+    CLOSE_ABNORMAL: "abnormal closure: the connection dropped without a close frame",
+    1007: "invalid payload: TOM refused the metadata or the audio",
+    1008: "policy violation: a limit was exceeded or the call was refused",
+    1009: "message too big: a frame exceeded TOM_MAX_FRAME_BYTES",
+    1011: "internal error in TOM",
+    1012: "service restart",
+    1013: "try again later: TOM is overloaded",
+}
+
+
+def close_code_text(code: int | None, reason: str = "") -> str:
+    """``1011 (internal error in TOM: reason)``: a close code and its meaning in words."""
+    if code is None:
+        return "no close code (the connection never closed)"
+    meaning = CLOSE_MEANINGS.get(code, "an application-defined code" if code >= 3000
+                                 else "a code RFC 6455 does not define")
+    return f"{code} ({meaning}{f': {reason}' if reason else ''})"
+
+
+class CallTimeout(TimeoutError):
+    """The server did not end the call within the wait; ``report`` holds what came so far."""
+
+    def __init__(self, message: str, report: CallReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -53,6 +90,7 @@ class Playback:
 @dataclass
 class CallReport:
     close_code: int | None = None
+    close_reason: str = ""
     transcripts: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)
@@ -62,6 +100,7 @@ class CallReport:
     segment_ends: list[float] = field(default_factory=list)  # call time each segment ended
     segment_starts: list[float] = field(default_factory=list)
     frames_sent: int = 0
+    closed_at: float | None = None  # call time the connection closed
 
     def first_audio_after(self, t: float) -> float | None:
         starts = [p.start for p in self.playbacks if p.start >= t]
@@ -71,6 +110,32 @@ class CallReport:
         """Per segment: caller's end of speech to the first agent audio that followed."""
         return [(s - end) if (s := self.first_audio_after(end)) is not None else None
                 for end in self.segment_ends]
+
+    def answered(self) -> bool:
+        """Whether agent audio followed the caller's last utterance (True with none sent)."""
+        return not self.segment_ends or self.first_audio_after(self.segment_ends[-1]) is not None
+
+    def problems(self, *, expect_answer: bool = True) -> list[str]:
+        """What went wrong, in words; empty for a call that closed normally and was answered.
+
+        ``expect_answer``: the last utterance should have got agent audio back.
+        """
+        found = []
+        if self.close_code in (None, CLOSE_ABNORMAL):
+            found.append("the connection to TOM dropped mid-call without a close frame "
+                         f"({CLOSE_ABNORMAL}): the web process died or restarted, or the "
+                         "network failed")
+        elif self.close_code != 1000:
+            found.append("TOM closed the call with "
+                         + close_code_text(self.close_code, self.close_reason))
+        found += [f"TOM sent an error: {error}" for error in self.errors]
+        found += [f"TOM hung up: {reason or 'no reason given'}" for reason in self.disconnects]
+        if expect_answer and not self.answered():
+            waited = (self.closed_at or 0.0) - self.segment_ends[-1]
+            found.append("no answer: TOM sent no agent audio in the "
+                         f"{max(0.0, waited):.1f} s between the caller's last utterance and "
+                         "the end of the call")
+        return found
 
     def heard_pcm(self, rate: int) -> bytes:
         """What the caller heard, as one track at ``rate`` (silence where nothing played)."""
@@ -92,7 +157,8 @@ class CallReport:
             "turn_latency_ms": [None if v is None else round(v * 1000)
                                 for v in self.turn_latencies()],
             "agent_audio_s": round(sum(p.end - p.start for p in self.playbacks), 3),
-            "frames_sent": self.frames_sent,
+            "frames_sent": self.frames_sent, "close_reason": self.close_reason,
+            "answered": self.answered(),
         }
 
 
@@ -124,12 +190,14 @@ class ForkClient:
                  segments: list[Segment], subprotocol: str | None = "audio.drachtio.org",
                  headers: dict[str, str] | None = None, fast: bool = False,
                  encoding: str = "l16", finish: str = "graceful", tail_s: float = 1.0,
-                 open_timeout: float = 10.0) -> None:
+                 open_timeout: float = 10.0, wait_s: float = 30.0) -> None:
+        """``wait_s``: how long, after the caller hangs up, TOM may take to finish its last
+        answer and close before ``run()`` raises ``CallTimeout``."""
         self.url, self.rate, self.segments = url, rate, segments
         self.metadata = metadata
         self.subprotocol, self.headers = subprotocol, headers or {}
         self.fast, self.encoding, self.finish, self.tail_s = fast, encoding, finish, tail_s
-        self.open_timeout = open_timeout
+        self.open_timeout, self.wait_s = open_timeout, wait_s
         self.report = CallReport()
         self._frames = FrameBuffer(frame_bytes(rate))
         self._t0 = 0.0
@@ -142,26 +210,28 @@ class ForkClient:
         async with websockets.connect(
             self.url, subprotocols=[self.subprotocol] if self.subprotocol else None,  # type: ignore[list-item]
             additional_headers=self.headers, open_timeout=self.open_timeout,
-            max_size=None, compression=None,
+            # A server that stopped answering must not hold the caller for the default 10 s.
+            max_size=None, compression=None, close_timeout=3,
         ) as ws:
             self._t0 = asyncio.get_running_loop().time()
-            if self.metadata:
-                text = self.metadata if isinstance(self.metadata, str) else json.dumps(
-                    self.metadata, separators=(",", ":"))
-                await ws.send(text)
             receiver = asyncio.create_task(self._receive(ws))
             try:
                 try:
+                    if self.metadata:
+                        text = self.metadata if isinstance(self.metadata, str) else json.dumps(
+                            self.metadata, separators=(",", ":"))
+                        await ws.send(text)
                     await self._stream(ws)
                     await self._finish(ws, receiver)
                 except websockets.ConnectionClosed:
-                    # The server ended the call first (FreeSWITCH would stop forking): what
-                    # it said (an error message, the close code) is the report.
+                    # The server ended the call first (FreeSWITCH would stop forking), or
+                    # the connection dropped: what it said and the close code are the report.
                     await asyncio.wait_for(asyncio.shield(receiver), timeout=5)
             finally:
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
-            self.report.close_code = ws.close_code
+                self.report.closed_at = self._now()
+            self.report.close_code, self.report.close_reason = ws.close_code, ws.close_reason or ""
         return self.report
 
     async def _stream(self, ws: ClientConnection) -> None:
@@ -201,7 +271,13 @@ class ForkClient:
         if self.finish == "graceful":
             # mod_audio_fork keeps sending empty frames and never closes (SOURCES.md A6).
             await ws.send(b"")
-            await asyncio.wait_for(asyncio.shield(receiver), timeout=30)
+            try:
+                await asyncio.wait_for(asyncio.shield(receiver), timeout=self.wait_s)
+            except TimeoutError:
+                self.report.closed_at = self._now()
+                raise CallTimeout(
+                    f"TOM did not end the call within {self.wait_s:g} s after the caller hung "
+                    "up: the web process is hung or overloaded", self.report) from None
         else:
             await ws.close(code=1000)
 

@@ -31,11 +31,13 @@ from voice.models import ModelError
 from voice.protocols import outbound
 from voice.protocols.metadata import (
     CallStart,
+    JsonDepthError,
+    JsonItemsError,
     MetadataError,
     parse_call_start,
     split_json_texts,
 )
-from voice.ratelimit import TokenBucket
+from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
 from voice.session.base import RealtimeSession
 from voice.session.events import AgentAudio, AgentSpeech, EndCall, Interruption, Transcript
 from voice.session.factory import BackendUnavailable, create_session
@@ -46,16 +48,24 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL, CLOSE_INVALID, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1007, 1008, 1009, 1011
 GRACEFUL_DRAIN_S = 10.0
-_active = 0  # calls in this process
+# Text frames after the metadata are control messages (marks, DTMF) of a few dozen bytes;
+# drachtio glues the texts pending at one write into one frame, never more than a few.
+MAX_CONTROL_BYTES = 16_384
+MAX_CONTROL_ITEMS = 32
+DTMF_PER_S, DTMF_BURST, MAX_DTMF_PER_CALL = 5.0, 20, 200  # beyond: ignored, with a log line
+_active = 0  # calls in this process, counted from the handshake on (slots reserved)
 
 
 class ForkConsumer(AsyncWebsocketConsumer):
     """mod_audio_fork (drachtio ``?mode=file``, jambonz bidirectional ``?mode=stream``)."""
 
     flavour = "fork"
+    # No channel layer: fork consumers join no group, and a channel on the Redis layer
+    # would tie every call to Redis (a Redis restart raised ConnectionError out of the
+    # layer's receive and killed the call). channels' get_channel_layer(None) is None.
+    channel_layer_alias = None
 
     async def connect(self) -> None:
-        global _active
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.call: Call | None = None
@@ -71,12 +81,17 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = loop.time()
         self.bucket = TokenBucket(rate=settings.TOM_RATE_LIMIT_MSGS,
                                   burst=settings.TOM_RATE_LIMIT_BURST, now=loop.time())
+        self.audio_bucket: TokenBucket | None = None  # sized once the metadata says the rate
+        self.dtmf = DtmfLimit(per_s=DTMF_PER_S, burst=DTMF_BURST, total=MAX_DTMF_PER_CALL,
+                              now=loop.time())
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.mode = (query.get("mode") or [settings.TOM_FORK_MODE])[0]
         self.encoding = (query.get("encoding") or [None])[0]
         if self.mode not in outbound.MODES or self.flavour == "audio_stream":
             self.mode = "file"
-        if _active >= settings.TOM_MAX_CONCURRENT_CALLS:
+        # The slot is taken before the first await: checked then counted after it, two
+        # handshakes arriving together could both pass the check.
+        if not self._reserve():
             await self._refuse("overloaded")
             return
         try:
@@ -85,17 +100,36 @@ class ForkConsumer(AsyncWebsocketConsumer):
                 headers=self.scope.get("headers", []),
             )
         except AuthError as exc:
+            self._release()
             await self._refuse(exc.reason)
             return
+        except BaseException:
+            self._release()
+            raise
         offered = self.scope.get("subprotocols", [])
         # libwebsockets fails the handshake if a different subprotocol is echoed
         # (SOURCES.md A2): echo ours when offered, else none.
         chosen = settings.TOM_FORK_SUBPROTOCOL if settings.TOM_FORK_SUBPROTOCOL in offered else None
         await self.accept(subprotocol=chosen)
+        self._spawn(self._watchdog(), "watchdog")
+
+    def _reserve(self) -> bool:
+        global _active
+        if _active >= settings.TOM_MAX_CONCURRENT_CALLS:
+            return False
         _active += 1
         self.counted = True
         metrics.ACTIVE_CALLS.inc()
-        self._spawn(self._watchdog(), "watchdog")
+        return True
+
+    def _release(self) -> bool:
+        global _active
+        if not self.counted:
+            return False
+        self.counted = False
+        _active -= 1
+        metrics.ACTIVE_CALLS.dec()
+        return True
 
     async def _refuse(self, reason: str) -> None:
         metrics.HANDSHAKES_REFUSED.labels(reason=reason).inc()
@@ -126,9 +160,19 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY, "message rate exceeded")
             return
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
-        if size > settings.TOM_MAX_FRAME_BYTES:
+        # tomsite.serve has autobahn refuse bigger frames before they are read; plain
+        # ``daphne`` reads up to 1 MiB (its --websocket-max-frame-size can lower that).
+        limit = settings.TOM_MAX_FRAME_BYTES
+        if self.start is not None and text_data is not None:
+            limit = min(limit, MAX_CONTROL_BYTES)
+        if size > limit:
             await self._fail(Call.EndReason.FRAME_TOO_LARGE, CLOSE_TOO_BIG,
-                             f"frame of {size} bytes exceeds {settings.TOM_MAX_FRAME_BYTES}")
+                             f"frame of {size} bytes exceeds {limit}")
+            return
+        if self.audio_bucket is not None and not self.audio_bucket.take(now, size):
+            await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY,
+                             f"audio faster than {settings.TOM_RATE_LIMIT_AUDIO_FACTOR:g}x "
+                             "real time")
             return
         self.last_frame_at = now
         if self.start is None:
@@ -144,16 +188,24 @@ class ForkConsumer(AsyncWebsocketConsumer):
                              "the first frame must be the JSON metadata, not audio")
             return
         try:
-            values = split_json_texts(text)
+            values = split_json_texts(text, max_items=1 + MAX_CONTROL_ITEMS)
             if not values:
                 raise MetadataError("empty metadata")
             start = parse_call_start(values[0], default_rate=settings.TOM_DEFAULT_SAMPLE_RATE,
                                      token_uuid=self.identity.call_uuid, encoding=self.encoding)
+        except JsonItemsError as exc:
+            await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY, str(exc))
+            return
         except (ValueError, MetadataError) as exc:
             reason = str(exc) if isinstance(exc, MetadataError) else "metadata is not valid JSON"
             await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, reason)
             return
         self.start = start
+        # Bytes, not only messages: 120 messages of 64 KiB a second are ~500x real time.
+        self.audio_bucket = audio_bucket(
+            sample_rate=start.sample_rate, channels=start.channels, encoding=start.encoding,
+            factor=settings.TOM_RATE_LIMIT_AUDIO_FACTOR,
+            burst_s=settings.TOM_RATE_LIMIT_AUDIO_BURST_S, now=self.loop.time())
         self.call = await database_sync_to_async(call_services.call_start)(
             uuid=start.uuid, caller=start.caller, callee=start.callee, direction=start.direction,
             language=start.language or settings.TOM_LANGUAGE,
@@ -181,14 +233,24 @@ class ForkConsumer(AsyncWebsocketConsumer):
             self.preparing, prepare_started = True, self.loop.time()
             await self.session.prepare()
             # Frames that arrived while the models loaded were queued, not flooded: they
-            # are handled in a burst now, so the rate limit allows for the wait.
-            self.bucket.credit((self.loop.time() - prepare_started)
-                               * settings.TOM_RATE_LIMIT_MSGS)
+            # are handled in a burst now, so both rate limits allow for the wait.
+            waited = self.loop.time() - prepare_started
+            self.bucket.credit(waited * settings.TOM_RATE_LIMIT_MSGS)
+            self.audio_bucket.credit(waited * self.audio_bucket.rate)
         except (BackendUnavailable, ModelError, TtsError) as exc:
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
+        except Exception:
+            # Anything else still ends the call now: the slot is freed and the caller
+            # hears the close, instead of a call held open with the idle watchdog off.
+            error_count(component="fork")
+            logger.exception("fork.prepare_failed", extra={"call_id": self.call.pk})
+            await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, "internal error")
+            return
+        finally:
+            self.preparing = False
         # Frames queued while models loaded are not idleness: restart the idle clock.
-        self.preparing, self.last_frame_at = False, self.loop.time()
+        self.last_frame_at = self.loop.time()
         await database_sync_to_async(call_services.call_answer)(call=self.call)
         self.framer = FrameBuffer(frame_bytes(start.sample_rate))
         if self.mode == "stream":
@@ -220,7 +282,13 @@ class ForkConsumer(AsyncWebsocketConsumer):
 
     async def _receive_control(self, text: str) -> None:
         try:
-            values = split_json_texts(text)
+            values = split_json_texts(text, max_items=MAX_CONTROL_ITEMS)
+        except JsonItemsError as exc:  # thousands of DTMF messages are a flood, not input
+            await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY, str(exc))
+            return
+        except JsonDepthError as exc:
+            await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, str(exc))
+            return
         except ValueError:
             logger.info("fork.text_ignored", extra={"call_id": self.call.pk if self.call else None})
             return
@@ -235,7 +303,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
         if value.get("type") == "dtmf" and self.call is not None:
             # FreeSWITCH relays keyed-in digits with `uuid_audio_fork <uuid> send_text
             # {"type":"dtmf","data":{"digit":"5"}}` (a rating, for the policy's reward).
-            digits = str(data.get("digit") or data.get("digits") or "")
+            if (refusal := self.dtmf.refusal(self.loop.time())) is not None:
+                metrics.DTMF_IGNORED.labels(reason=refusal).inc()  # a flood costs no writes
+                logger.info("fork.dtmf_ignored", extra={"call_id": self.call.pk,
+                                                        "reason": refusal})
+                return
+            digits = str(data.get("digit") or data.get("digits") or "")[:32]
             try:
                 self.call = await database_sync_to_async(call_services.call_dtmf_record)(
                     call=self.call, digits=digits)
@@ -370,12 +443,15 @@ class ForkConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.start is None and not self.counted:
             return  # refused at the handshake
-        reason = self.end_reason or Call.EndReason.CALLER_HANGUP
+        reason: str = self.end_reason or Call.EndReason.CALLER_HANGUP
+        failed, detail = False, ""
+        if self.end_reason is None and code == CLOSE_TOO_BIG:
+            # autobahn refused a frame over TOM_MAX_FRAME_BYTES (tomsite.serve) unread.
+            reason, failed, detail = Call.EndReason.FRAME_TOO_LARGE, True, "frame too large"
         self.closing = True
-        await self._finish(reason=reason, failed=False, detail="")
+        await self._finish(reason=reason, failed=failed, detail=detail)
 
     async def _finish(self, *, reason: str, failed: bool, detail: str) -> None:
-        global _active
         current = asyncio.current_task()
         for task in list(self.tasks):
             if task is not current:
@@ -386,10 +462,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
             for speech in [*self.interrupted, session.speech]:
                 if speech is not None and speech.resumed_by is None:
                     await self._record_turn(speech, self.loop.time())
-        if self.counted:
-            self.counted = False
-            _active -= 1
-            metrics.ACTIVE_CALLS.dec()
+        if self._release():
             metrics.CALLS_ENDED.labels(reason=reason).inc()
             if failed:
                 metrics.CALLS_FAILED.labels(reason=reason).inc()

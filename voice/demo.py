@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -12,7 +12,7 @@ from django.conf import settings
 from calls.models import Call
 from voice import tts
 from voice.auth import fork_token_mint
-from voice.client import CallReport, ForkClient, Segment, read_wav, write_wav
+from voice.client import CallReport, CallTimeout, ForkClient, Segment, read_wav, write_wav
 
 DEMO_QUESTION = "Hello, what are your opening hours on Saturday?"
 
@@ -21,6 +21,16 @@ DEMO_QUESTION = "Hello, what are your opening hours on Saturday?"
 class DemoResult:
     call: Call | None
     report: CallReport
+    # What went wrong, in words (a dropped connection, a close code, an error message,
+    # no answer, no close within the wait); empty when the caller was answered.
+    problems: list[str] = field(default_factory=list)
+
+
+def web_log_hint() -> str:
+    """Where a failed call's cause is written: the web process's log."""
+    log = Path(settings.TOM_DATA_DIR) / "log" / "web.log"
+    return (f"see the TOM web log: {log} (under manage.py tom_run or deploy/local/run.sh), "
+            "or `journalctl -u tom-web` under systemd")
 
 
 def demo_caller_wav() -> Path:
@@ -46,5 +56,10 @@ def demo_call(*, ws_base: str, rate: int = 8000, synthetic: bool = False) -> Dem
         rate=rate,
         segments=[Segment(read_wav(demo_caller_wav(), rate=rate, telephone=True), pause_s=8.0)],
     )
-    report = asyncio.run(client.run())
-    return DemoResult(call=Call.objects.filter(uuid=call_uuid).first(), report=report)
+    try:
+        report = asyncio.run(client.run())
+        problems = report.problems(expect_answer=True)
+    except CallTimeout as exc:
+        report, problems = exc.report, [str(exc)]
+    return DemoResult(call=Call.objects.filter(uuid=call_uuid).first(), report=report,
+                      problems=problems)

@@ -30,6 +30,12 @@ OUTBOUND_OVERRUNS = Counter(
     "tom_telephony_outbound_overruns", "Agent audio frames dropped because the buffer was full."
 )
 FRAMES_RECEIVED = Counter("tom_fork_frames_received", "Binary audio messages received.")
+UTTERANCES_CUT = Counter(
+    "tom_vad_utterances_cut", "Caller utterances cut at TOM_MAX_UTTERANCE_S (endless speech)."
+)
+DTMF_IGNORED = Counter(
+    "tom_fork_dtmf_ignored", "DTMF messages not recorded, beyond the per-call limits.", ["reason"]
+)
 FRAME_PROCESSING = Histogram(
     "tom_fork_frame_processing_seconds",
     "Server time to handle one inbound audio message (decode, frame, VAD, session).",

@@ -20,10 +20,18 @@ from django.conf import settings
 from voice import models
 
 ESPEAK_TIMEOUT_S = 20
+# Less audio than this for text with words in it is an engine that said nothing: espeak-ng
+# gives ~7 ms for bare punctuation, a single letter takes ~500 ms.
+MIN_SPEECH_MS = 30
 
 
 class TtsError(RuntimeError):
-    """The engine could not speak (missing voice or binary); the message says which."""
+    """The engine could not speak (missing voice or binary, or no audio); the message says which."""
+
+
+def speakable(text: str) -> bool:
+    """Whether ``text`` holds anything to say (a letter or a digit), not only punctuation."""
+    return any(ch.isalnum() for ch in text)
 
 
 class TtsBackend(abc.ABC):
@@ -32,6 +40,21 @@ class TtsBackend(abc.ABC):
     @abc.abstractmethod
     def synthesize(self, text: str) -> bytes:
         """Speak ``text``; 16-bit mono PCM at ``self.rate``. Blocking."""
+
+
+def speech_synthesize(*, engine: TtsBackend, text: str) -> bytes:
+    """``engine.synthesize(text)`` held to what every engine owes the caller: audio.
+
+    Text with nothing to say gives no audio without asking the engine. Anything else
+    that comes back silent (an engine that exits cleanly but writes nothing) raises
+    ``TtsError``, so the turn apologises instead of going quiet.
+    """
+    if not speakable(text):
+        return b""
+    pcm = engine.synthesize(text)
+    if len(pcm) < 2 * engine.rate * MIN_SPEECH_MS // 1000:
+        raise TtsError(f"{type(engine).__name__} produced no audio ({len(pcm)} bytes)")
+    return pcm
 
 
 class PiperTts(TtsBackend):
@@ -45,8 +68,11 @@ class PiperTts(TtsBackend):
         self.config = SynthesisConfig(length_scale=length_scale)
 
     def synthesize(self, text: str) -> bytes:
-        return b"".join(chunk.audio_int16_bytes
-                        for chunk in self.voice.synthesize(text, syn_config=self.config))
+        pcm = b"".join(chunk.audio_int16_bytes
+                       for chunk in self.voice.synthesize(text, syn_config=self.config))
+        if speakable(text) and len(pcm) < 2 * self.rate * MIN_SPEECH_MS // 1000:
+            raise TtsError(f"Piper wrote no audio for a {len(text)}-character clause")
+        return pcm
 
 
 class EspeakTts(TtsBackend):
@@ -61,15 +87,30 @@ class EspeakTts(TtsBackend):
         self.binary, self.voice, self.speed = binary, voice, speed_wpm
 
     def synthesize(self, text: str) -> bytes:
-        result = subprocess.run(  # noqa: S603  (fixed binary; text goes in as one argument)
-            [self.binary, "-v", self.voice, "-s", str(self.speed), "--stdout", text],
-            capture_output=True, timeout=ESPEAK_TIMEOUT_S, check=False,
-        )
+        # The text goes in on stdin, never as an argument: a clause such as
+        # "-f/etc/passwd" would otherwise be read as an option (espeak-ng then speaks
+        # the file), and "-x whatever" makes it print "invalid option" and write nothing.
+        try:
+            result = subprocess.run(  # noqa: S603  (fixed binary and options; text on stdin)
+                [self.binary, "-v", self.voice, "-s", str(self.speed), "-b", "1", "--stdin",
+                 "--stdout"],
+                input=text.encode("utf-8", "replace"), capture_output=True,
+                timeout=ESPEAK_TIMEOUT_S, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TtsError(f"espeak-ng did not run: {exc}") from exc
         if result.returncode != 0:
-            raise TtsError(f"espeak-ng failed ({result.returncode})")
-        with wave.open(io.BytesIO(result.stdout)) as wav:
-            self.rate = wav.getframerate()
-            return wav.readframes(wav.getnframes())
+            raise TtsError(f"espeak-ng failed ({result.returncode}): "
+                           f"{result.stderr.decode(errors='replace').strip()[:200]}")
+        try:
+            with wave.open(io.BytesIO(result.stdout)) as wav:
+                rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
+        except (wave.Error, EOFError) as exc:
+            raise TtsError(f"espeak-ng wrote no audio ({len(result.stdout)} bytes)") from exc
+        if speakable(text) and len(pcm) < 2 * rate * MIN_SPEECH_MS // 1000:
+            raise TtsError(f"espeak-ng wrote no audio ({len(pcm)} bytes of samples)")
+        self.rate = rate
+        return pcm
 
 
 _lock = threading.Lock()
@@ -89,12 +130,25 @@ def get_tts(language: str, *, voice: str = "", length_scale: float | None = None
     voice_path = Path(voice) if voice else models.piper_voice_path()
     scale = settings.TOM_TTS_LENGTH_SCALE if length_scale is None else length_scale
     speed = max(80, min(450, round(settings.TOM_ESPEAK_SPEED_WPM / scale)))
-    key: tuple[Any, ...] = (("piper", str(voice_path), scale) if use_piper
-                            else ("espeak", settings.TOM_ESPEAK_VOICE or lang, speed))
+    if not use_piper:
+        return _espeak(settings.TOM_ESPEAK_VOICE or lang, speed)
+    key = ("piper", str(voice_path), scale)
     with _lock:
         if key not in _loaded:
-            if use_piper:
-                _loaded[key] = PiperTts(voice_path, length_scale=scale)
-            else:
-                _loaded[key] = EspeakTts(settings.TOM_ESPEAK_VOICE or lang, speed_wpm=speed)
+            _loaded[key] = PiperTts(voice_path, length_scale=scale)
+        return _loaded[key]
+
+
+def fallback_tts(language: str) -> TtsBackend:
+    """espeak-ng in ``language`` at the configured speed: what speaks an apology when the
+    call's own engine is the part that failed. Raises ``TtsError`` without espeak-ng."""
+    lang = (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
+    return _espeak(settings.TOM_ESPEAK_VOICE or lang, settings.TOM_ESPEAK_SPEED_WPM)
+
+
+def _espeak(voice: str, speed: int) -> TtsBackend:
+    key = ("espeak", voice, speed)
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = EspeakTts(voice, speed_wpm=speed)
         return _loaded[key]

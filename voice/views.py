@@ -1,8 +1,9 @@
 """Token minting for FreeSWITCH's dialplan (mod_curl): ``GET /fork/token?uuid=<call uuid>``.
 
-Allowed from ``TOM_FORK_TOKEN_ALLOWED_IPS`` or with the shared secret
-``TOM_FORK_TOKEN_SECRET`` (header ``X-Tom-Token-Secret`` or ``secret=``). The body is the
-bare token, so the dialplan can put ``${curl(...)}`` straight into the fork URL.
+Allowed with the shared secret ``TOM_FORK_TOKEN_SECRET`` (header ``X-Tom-Token-Secret``
+or ``secret=``), or from ``TOM_FORK_TOKEN_ALLOWED_IPS`` unless TOM runs behind a proxy
+(``voice.access.client_in``). The body is the bare token, so the dialplan can put
+``${curl(...)}`` straight into the fork URL.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from voice.access import client_in
-from voice.auth import fork_token_mint
+from voice.auth import JwtKeyError, fork_token_mint
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,15 @@ def fork_token(request: HttpRequest) -> HttpResponse:
         logger.warning("fork.token_refused")
         return HttpResponseForbidden("not allowed to mint fork tokens\n", content_type="text/plain")
     call_uuid = request.GET.get("uuid", "").strip()
+    if not call_uuid:
+        # A token must name its call: one without could attach to any live call.
+        return HttpResponse("uuid is required\n", status=400, content_type="text/plain")
     if len(call_uuid) > 64:
         return HttpResponse("uuid too long\n", status=400, content_type="text/plain")
-    return HttpResponse(fork_token_mint(call_uuid=call_uuid or None), content_type="text/plain")
+    try:
+        token = fork_token_mint(call_uuid=call_uuid)
+    except JwtKeyError as exc:
+        logger.error("fork.token_key_unusable", extra={"problem": str(exc)})
+        return HttpResponse("token signing key is not configured\n", status=503,
+                            content_type="text/plain")
+    return HttpResponse(token, content_type="text/plain")

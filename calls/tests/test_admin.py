@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from calls import phone, services
-from calls.models import Call, CallerNumber
+from calls.models import Call, CallerNumber, PolicyVariant
 from calls.tests.factories import call_create
 
 pytestmark = pytest.mark.django_db
@@ -146,3 +151,84 @@ def test_supervisor_sees_calls_and_cannot_delete_or_add(supervisor_client: Clien
     assert supervisor_client.get(reverse("admin:calls_call_add")).status_code == 403
     # Users and groups are not a supervisor's business.
     assert supervisor_client.get(reverse("admin:auth_user_changelist")).status_code == 403
+
+
+def _login(client: Client, password: str) -> HttpResponse:
+    return client.post(reverse("admin:login"), {"username": "sue", "password": password,
+                                                "next": reverse(CHANGELIST)})
+
+
+def test_repeated_bad_logins_lock_the_account_even_for_the_right_password(
+        settings: Any) -> None:
+    _, password = services.supervisor_ensure(username="sue")
+    attacker = Client(REMOTE_ADDR="198.51.100.7")
+    for _ in range(getattr(settings, "AXES_FAILURE_LIMIT", 5) - 1):
+        response = _login(attacker, "guess")
+        assert response.status_code == 200 and "Please enter the correct" in \
+            response.content.decode()  # the ordinary wrong-password form
+    assert _login(attacker, "guess").status_code == 429  # the limit-th failure locks
+    locked = _login(attacker, password)
+    assert locked.status_code == 429
+    assert "too many login attempts" in locked.content.decode().lower()
+    assert "_auth_user_id" not in attacker.session
+    # A forwarding header that no trusted proxy set does not make a new client.
+    spoofed = _login(Client(REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR="192.0.2.1"),
+                     password)
+    assert spoofed.status_code == 429
+    # Locked is the pair (username, address): sue at her own desk still gets in.
+    desk = Client(REMOTE_ADDR="192.0.2.44")
+    assert _login(desk, password).status_code == 302
+    assert desk.get(reverse(CHANGELIST)).status_code == 200
+
+
+def _variant_form_errors(admin_client: Client, name: str, parameters: dict[str, str]) -> str:
+    response = admin_client.post(reverse("admin:calls_policyvariant_add"), {
+        "name": name, "description": "", "enabled": "on",
+        "parameters": json.dumps(parameters)})
+    return response.content.decode() if response.status_code == 200 else ""
+
+
+@pytest.fixture
+def models_dir(settings: Any, tmp_path: Path) -> Path:
+    settings.TOM_DATA_DIR = tmp_path / "data"
+    folder = tmp_path / "data" / "models"
+    (folder / "whisper-de").mkdir(parents=True)
+    (folder / "whisper-de" / "model.bin").write_bytes(b"\0")
+    (folder / "thorsten.onnx").write_bytes(b"\0")
+    (folder / "thorsten.onnx.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("piper_voice", "/etc/passwd"),
+    ("piper_voice", "{models}/../../../etc/passwd"),
+    ("piper_voice", "{models}/escape.onnx"),  # a link out of the folder
+    ("stt_model", "/etc"),
+    ("stt_model", "{models}/../outside"),
+])
+def test_a_variant_may_name_only_models_inside_the_models_folder(
+        admin_client: Client, models_dir: Path, tmp_path: Path, field: str,
+        value: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.bin").write_bytes(b"\0")
+    (outside / "voice.onnx").write_bytes(b"\0")
+    (outside / "voice.onnx.json").write_text("{}")
+    (models_dir / "escape.onnx").symlink_to(outside / "voice.onnx")
+    (models_dir / "escape.onnx.json").symlink_to(outside / "voice.onnx.json")
+    value = value.format(models=models_dir)
+    page = _variant_form_errors(admin_client, "sneaky", {field: value})
+    assert f"{field}: {value} is outside the models folder" in unescape(page)
+    assert not PolicyVariant.objects.filter(name="sneaky").exists()
+
+
+def test_a_variant_may_name_models_in_the_folder_and_the_aliases(
+        admin_client: Client, models_dir: Path) -> None:
+    params = {"piper_voice": str(models_dir / "thorsten.onnx"),
+              "stt_model": str(models_dir / "whisper-de")}
+    assert _variant_form_errors(admin_client, "german", params) == ""  # saved, redirected
+    assert PolicyVariant.objects.get(name="german").parameters["piper_voice"] == \
+        params["piper_voice"]
+    page = _variant_form_errors(admin_client, "no-config",
+                                {"piper_voice": str(models_dir / "whisper-de" / "model.bin")})
+    assert "is not a Piper voice" in unescape(page)

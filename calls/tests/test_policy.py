@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -124,3 +125,85 @@ def test_blacklisting_needs_enough_evidence_and_spares_the_default(settings: obj
     for variant in (doubtful, base, good):
         variant.refresh_from_db()
         assert not variant.blacklisted, variant
+
+
+# Endings that say nothing about the variant: the machine failed or the peer attacked.
+NOT_REWARDED = [Call.EndReason.STALE, Call.EndReason.SERVER_ERROR,
+                Call.EndReason.PROCESS_DIED, Call.EndReason.OVERLOADED,
+                Call.EndReason.PROTOCOL_ERROR, Call.EndReason.FRAME_TOO_LARGE,
+                Call.EndReason.RATE_LIMITED]
+
+
+@pytest.mark.parametrize("reason", NOT_REWARDED)
+def test_a_call_ended_by_a_failure_or_an_attack_is_not_rewarded(
+        reason: str, django_capture_on_commit_callbacks: Any) -> None:
+    from calls.tasks import call_reward
+
+    (variant,) = _variants("calm")
+    before = policy.arms([variant])[0]
+    call = call_create(caller="")
+    call.variant = variant
+    call.save(update_fields=["variant"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.call_end(call=call, reason=reason, failed=True, detail="test")
+    assert callbacks == []  # no reward task is queued
+    assert call_reward(call.pk) is None  # nor does a queued one (an old message) reward it
+    with pytest.raises(ValueError, match=f"not rewarded: {reason}"):
+        policy.call_reward_compute(call=call)
+    assert CallReward.objects.count() == 0
+    assert policy.arms([variant])[0] == before
+
+
+def test_synthetic_calls_are_not_rewarded_but_a_callers_call_is(
+        django_capture_on_commit_callbacks: Any) -> None:
+    from calls.tasks import call_reward
+
+    (variant,) = _variants("calm")
+    synthetic, real = call_create(caller="", synthetic=True), call_create(caller="")
+    for call in (synthetic, real):
+        call.variant = variant
+        call.save(update_fields=["variant"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.call_end(call=synthetic, reason=Call.EndReason.CALLER_HANGUP)
+    assert callbacks == []
+    assert call_reward(synthetic.pk) is None
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.call_end(call=real, reason=Call.EndReason.CALLER_HANGUP,
+                          ended_at=real.started_at + timedelta(seconds=30))
+    assert len(callbacks) == 1  # the reward task, queued once the end is committed
+    assert call_reward(real.pk) == 0.0
+    assert list(CallReward.objects.values_list("call_id", flat=True)) == [real.pk]
+    arm = policy.arms([variant])[0]
+    assert arm.calls == 1
+
+
+def test_the_stale_reaper_charges_no_variant(django_capture_on_commit_callbacks: Any,
+                                             settings: Any) -> None:
+    from calls.tasks import call_reward, calls_reap_stale
+
+    (variant,) = _variants("calm")
+    call = call_create(caller="", started_at=timezone.now() - timedelta(
+        minutes=settings.TOM_STALE_CALL_MINUTES + 5))
+    call.variant = variant
+    call.save(update_fields=["variant"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert calls_reap_stale() == 1
+    call.refresh_from_db()
+    assert (call.status, call.end_reason) == (Call.Status.FAILED, Call.EndReason.STALE)
+    assert callbacks == [] and call_reward(call.pk) is None
+    assert CallReward.objects.count() == 0
+
+
+def test_rewards_written_before_the_rule_no_longer_move_the_arms() -> None:
+    """Rows an older TOM wrote for crashed, attacked and synthetic calls are ignored."""
+    (variant,) = _variants("calm")
+    _rewards(variant, [0.5, 0.5])
+    counted = policy.arms([variant])[0]
+    for reason, synthetic in ((Call.EndReason.STALE, False), (Call.EndReason.SERVER_ERROR, False),
+                              (Call.EndReason.CALLER_HANGUP, True)):
+        call = call_create(caller="", synthetic=synthetic)
+        call.variant, call.status, call.end_reason = variant, Call.Status.FAILED, reason
+        call.ended_at = timezone.now()
+        call.save()
+        CallReward.objects.create(call=call, variant=variant, reward=-1.0)
+    assert policy.arms([variant])[0] == counted and counted.calls == 2

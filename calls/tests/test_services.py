@@ -170,3 +170,59 @@ def test_a_turn_keeps_the_raw_and_the_corrected_caller_text() -> None:
     turn.refresh_from_db()
     assert (turn.caller_text, turn.caller_text_raw) == ("brake pads for a Golf VII",
                                                        "break pads for a golf sieben")
+
+
+@pytest.mark.parametrize(("said", "stored"), [
+    ("call me back on 030 1234 5678 please", "call me back on [number] please"),
+    ("meine Nummer ist +49 (0)171 2345678.", "meine Nummer ist [number]."),
+    ("0 3 0 1 2 3 4 5 6 7", "[number]"),  # Whisper writing digits read out one by one
+    ("0, 1, 7, 1, 2, 3, 4, 5, 6, 7.", "[number]."),
+    ("zero one seven one two three four five six", "[number]"),
+    ("null eins sieben eins zwei drei vier fünf", "[number]"),
+    ("(030) 123-4567 or 030.123.4567", "[number] or [number]"),
+])
+def test_phone_numbers_a_caller_reads_out_are_not_stored(said: str, stored: str) -> None:
+    call = call_create()
+    turn = services.call_turn_record(call=call, caller_text=said, caller_text_raw=said,
+                                     agent_text="noted")
+    turn.refresh_from_db()
+    assert (turn.caller_text, turn.caller_text_raw) == (stored, stored)
+
+
+@pytest.mark.parametrize("said", [
+    "Is TP-12493 in stock?", "the part TP-1234567 for 49.99 euros", "it costs 1.299,00 €",
+    "parts 12493, 12494 and 10098", "I need one brake pad and two discs",
+    "on 30.11.2026 at 14:30", "the Golf VII from 2014 has 150000 km",
+    "VIN WVWZZZ1JZXW000001",
+])
+def test_part_numbers_prices_and_dates_survive_redaction(said: str) -> None:
+    turn = services.call_turn_record(call=call_create(), caller_text=said, agent_text="ok")
+    turn.refresh_from_db()
+    assert turn.caller_text == said
+
+
+def test_caller_number_redaction_can_be_turned_off_and_tuned() -> None:
+    call = call_create()
+    with override_settings(TOM_REDACT_CALLER_NUMBERS=False):
+        kept = services.call_turn_record(call=call, caller_text="030 1234567", agent_text="")
+    with override_settings(TOM_REDACT_MIN_DIGITS=8):
+        short = services.call_turn_record(call=call, caller_text="123 4567 or 1234 5678",
+                                          agent_text="")
+    assert kept.caller_text == "030 1234567"
+    assert short.caller_text == "123 4567 or [number]"  # 7 digits pass, 8 do not
+
+
+PARTY_KEYS = ("callerName", "caller_name", "CallerIdNumber", "ani", "ANI", "dnis",
+              "from_display", "originator", "Caller-Caller-ID-Number", "sip_req_user",
+              "P-Asserted-Identity", "remote_party_id", "callerid", "destination_number",
+              "msisdn", "fromUri", "display_name", "email")
+HARMLESS_KEYS = ("sampleRate", "mixType", "direction", "language", "encoding", "callSid",
+                 "uuid", "campaign", "queue", "codec", "channels", "Core-UUID", "story")
+
+
+def test_party_keys_are_matched_by_their_words_in_any_spelling() -> None:
+    metadata = dict.fromkeys(PARTY_KEYS, "Anna Schmidt")  # not number-shaped: key decides
+    metadata |= dict.fromkeys(HARMLESS_KEYS, "x")
+    cleaned = services.call_metadata_clean(metadata={**metadata, "nested": dict(metadata)})
+    assert set(cleaned) == {*HARMLESS_KEYS, "nested"}
+    assert set(cleaned["nested"]) == set(HARMLESS_KEYS)

@@ -8,7 +8,10 @@ cd "$(dirname "$0")/../.."
 extras="models" source deploy/local/_venv.sh
 source deploy/local/_system.sh
 python manage.py migrate --no-input -v 0
-python manage.py tom_models
+# Assemble the models, then run Piper, the VADs, Whisper and llama.cpp (a prompt of
+# several hundred tokens) once in a child process: a library built for another CPU fails
+# here, in words (e.g. SIGILL, illegal instruction), not in the middle of the first call.
+python manage.py tom_models --verify
 # ToolHub's sample parts catalog, knowledge base and PDF catalog (idempotent), so the demo
 # call and a first test call have something to look up.
 python manage.py toolhub_sample

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/../.."
 extras="dev,models" source deploy/local/_venv.sh
 source deploy/local/_system.sh
 # The deployment tests run promtool and systemd-analyze on deploy/; the greenlights page
-# test drives Debian's chromium through chromedriver.
+# test drives Debian's chromium through chromedriver; the native-build test disassembles
+# llama.cpp with binutils' objdump.
 for tool in promtool:prometheus systemd-analyze:systemd chromium:chromium \
-            chromedriver:chromium-driver; do
+            chromedriver:chromium-driver objdump:binutils; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing ${tool#*:} (Debian) for ${tool%%:*} ..."
@@ -26,6 +27,9 @@ done
 data_dir=$(mktemp -d)
 trap 'rm -rf "$data_dir"' EXIT
 export TOM_DATA_DIR="$data_dir/main"
+
+# The models, and proof that every compiled library runs on this CPU (see run.sh).
+echo "== models and native build"; python manage.py tom_models --verify
 
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy

@@ -40,7 +40,8 @@ async def _close_code(url: str, frames: list[bytes]) -> int | None:
     call_uuid = url.rsplit("call=", 1)[-1]
     async with websockets.connect(url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                                   open_timeout=5, max_size=None) as ws:
-        await ws.send(json.dumps({"uuid": call_uuid, "sampleRate": 8000}))
+        # Marked as TOM's own call: an attack says nothing about a policy variant.
+        await ws.send(json.dumps({"uuid": call_uuid, "sampleRate": 8000, "tomSynthetic": True}))
         try:
             for frame in frames:
                 await ws.send(frame)
@@ -53,21 +54,21 @@ async def _close_code(url: str, frames: list[bytes]) -> int | None:
 async def _attack(ws_url: str) -> dict[str, Any]:
     from voice.auth import fork_token_mint
 
-    def url(token: str | None) -> str:
+    def url(*, with_token: bool = True) -> str:
         call = f"greenlight-attack-{uuid.uuid4()}"
+        # A token names its call (sub); _close_code sends that uuid in the metadata.
+        token = fork_token_mint(call_uuid=call) if with_token else None
         query = f"?token={token}&call={call}" if token else f"?call={call}"
         return f"{ws_url}/ws/fork/{query}"
 
-    replayed = fork_token_mint()
-    first = await _handshake_status(url(replayed))
+    replayed = url()
+    first = await _handshake_status(replayed)
     return {
-        "missing_token": await _handshake_status(url(None)),
-        "replayed_token": await _handshake_status(url(replayed)),
+        "missing_token": await _handshake_status(url(with_token=False)),
+        "replayed_token": await _handshake_status(replayed),
         "fresh_token": first,
-        "oversized_frame": await _close_code(url(fork_token_mint()),
-                                             [bytes(settings.TOM_MAX_FRAME_BYTES + 2)]),
-        "flood": await _close_code(url(fork_token_mint()),
-                                   [bytes(320)] * (settings.TOM_RATE_LIMIT_BURST * 3)),
+        "oversized_frame": await _close_code(url(), [bytes(settings.TOM_MAX_FRAME_BYTES + 2)]),
+        "flood": await _close_code(url(), [bytes(320)] * (settings.TOM_RATE_LIMIT_BURST * 3)),
     }
 
 

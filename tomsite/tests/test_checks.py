@@ -68,6 +68,39 @@ def test_generated_secrets_with_a_server_database_warn() -> None:
         assert "tomsite.W002" not in _tom_messages()
 
 
+@pytest.mark.parametrize(("setting", "check_id"), [("TOM_FORK_TOKEN_SECRET", "tomsite.E007"),
+                                                   ("TOM_METRICS_TOKEN", "tomsite.E008")])
+@pytest.mark.parametrize("proxy", [{"TOM_BEHIND_PROXY": True},
+                                   {"TOM_BEHIND_PROXY": True, "TOM_TRUSTED_PROXIES": ["10.0.0.1"]}])
+def test_behind_a_proxy_the_endpoint_secrets_are_required(setting: str, check_id: str,
+                                                          proxy: dict[str, object]) -> None:
+    secrets = {"TOM_FORK_TOKEN_SECRET": GOOD, "TOM_METRICS_TOKEN": GOOD}
+    with override_settings(**proxy, **{**secrets, setting: ""}):
+        assert _tom_messages().get(check_id) is Error
+    with override_settings(**proxy, **secrets):
+        assert check_id not in _tom_messages()
+    with override_settings(TOM_BEHIND_PROXY=False, **{**secrets, setting: ""}):
+        assert check_id not in _tom_messages()  # not behind a proxy: empty turns it off
+
+
+def test_malformed_address_lists_are_errors() -> None:
+    for name in ("TOM_TRUSTED_PROXIES", "TOM_FORK_TOKEN_ALLOWED_IPS", "TOM_METRICS_ALLOWED_IPS"):
+        with override_settings(**{name: ["10.0.0.1", "proxy.internal"]}):
+            assert _tom_messages().get("tomsite.E009") is Error, name
+    assert "tomsite.E009" not in _tom_messages()
+
+
+def test_daphne_proxy_headers_flag_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["daphne", "--proxy-headers", "tomsite.asgi:application"])
+    assert _tom_messages().get("tomsite.W003") is Warning
+    secrets = {"TOM_FORK_TOKEN_SECRET": GOOD, "TOM_METRICS_TOKEN": GOOD}
+    with override_settings(TOM_TRUSTED_PROXIES=["10.0.0.1"], TOM_BEHIND_PROXY=True, **secrets):
+        # daphne would believe the client-written left-most address before TOM sees it.
+        assert _tom_messages().get("tomsite.E010") is Error
+    monkeypatch.setattr("sys.argv", ["daphne", "tomsite.asgi:application"])
+    assert "tomsite.W003" not in _tom_messages()
+
+
 def _production_env(clean_env: dict[str, str]) -> dict[str, str]:
     return {
         **clean_env,
@@ -80,6 +113,10 @@ def _production_env(clean_env: dict[str, str]) -> dict[str, str]:
         "ALLOWED_HOSTS": "tom.example.internal",
         "TOM_HTTPS": "true",
         "TOM_BEHIND_PROXY": "true",
+        "TOM_TRUSTED_PROXIES": "127.0.0.1",
+        # Behind a proxy these endpoints answer only holders of their secret.
+        "TOM_FORK_TOKEN_SECRET": "f" * 48,
+        "TOM_METRICS_TOKEN": "m" * 48,
         # Models are checked by --deploy too; a provider deployment needs none on disk.
         "TOM_SESSION_BACKEND": "provider",
         "TOM_LLM_BACKEND": "openai",

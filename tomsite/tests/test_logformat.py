@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from tomsite.logformat import ConsoleFormatter, JsonFormatter, RedactFilter, redact_text
@@ -58,3 +60,35 @@ def test_uuids_are_not_taken_for_numbers() -> None:
     text = "Task x[94ebd90e-1234-5678-a79e-ff31210c672c] succeeded; caller 030 98765432"
     assert redact_text(text) == \
         "Task x[94ebd90e-1234-5678-a79e-ff31210c672c] succeeded; caller [redacted]"
+
+
+def _handler_as_configured(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
+    """A logger whose handler has the filter and a formatter as settings.LOGGING sets them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactFilter())
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(f"tomsite.tests.exc.{id(stream)}")
+    logger.propagate, logger.handlers = False, [handler]
+    return logger, stream
+
+
+def _fail_with_a_number() -> None:
+    caller = "+49 30 98765432"
+    raise ValueError(f"caller {caller} is blocked")  # a message that quotes the number
+
+
+@pytest.mark.parametrize("formatter", [
+    ConsoleFormatter(settings.LOGGING["formatters"]["console"]["format"]), JsonFormatter(),
+], ids=["console", "json"])
+def test_tracebacks_go_through_the_redaction(formatter: logging.Formatter) -> None:
+    logger, stream = _handler_as_configured(formatter)
+    try:
+        _fail_with_a_number()
+    except ValueError:
+        logger.exception("call.failed", extra={"call_id": 5})
+    logger.error("where.now", stack_info=True, extra={"note": "030 98765432"})
+    out = stream.getvalue()
+    assert "Traceback" in out and "_fail_with_a_number" in out  # the traceback is there
+    assert "ValueError: caller [redacted] is blocked" in out.replace("\\n", "\n")
+    assert "98765432" not in out

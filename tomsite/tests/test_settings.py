@@ -26,6 +26,11 @@ print(json.dumps({
     "generated": s.TOM_SECRETS_GENERATED,
     "phone_key": s.TOM_PHONE_HASH_KEY,
     "secret_key": s.SECRET_KEY,
+    "cache_options": s.CACHES["default"].get("OPTIONS", {}),
+    "layer_hosts": s.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("hosts", []),
+    "behind_proxy": s.TOM_BEHIND_PROXY,
+    "trusted_proxies": s.TOM_TRUSTED_PROXIES,
+    "proxy_ssl_header": getattr(s, "SECURE_PROXY_SSL_HEADER", None),
 }))
 """
 
@@ -101,3 +106,27 @@ def test_a_corrupt_secrets_file_is_not_silently_replaced(clean_env: dict[str, st
     result = _probe(clean_env)
     assert result.returncode != 0 and "cannot be read as JSON" in result.stderr
     assert (data_dir / "secrets.json").read_text() == "{not json"
+
+
+def test_redis_cache_and_layer_time_out_instead_of_hanging(clean_env: dict[str, str]) -> None:
+    found = _settings({**clean_env, "REDIS_URL": "redis://cache.internal:6379/2"})
+    assert found["cache_options"] == {"socket_connect_timeout": 2.0, "socket_timeout": 3.0}
+    # The layer's read timeout stays above channels-redis' 5 s BZPOPMIN block.
+    assert found["layer_hosts"] == [{"address": "redis://cache.internal:6379/2",
+                                     "socket_timeout": 30, "socket_connect_timeout": 2.0}]
+    tuned = _settings({**clean_env, "REDIS_URL": "redis://cache.internal:6379/2",
+                       "TOM_REDIS_CONNECT_TIMEOUT_S": "0.5", "TOM_REDIS_TIMEOUT_S": "1"})
+    assert tuned["cache_options"] == {"socket_connect_timeout": 0.5, "socket_timeout": 1.0}
+
+
+def test_trusted_proxies_mean_behind_a_proxy(clean_env: dict[str, str]) -> None:
+    plain = _settings(clean_env)
+    assert plain["behind_proxy"] is False and plain["trusted_proxies"] == []
+    listed = _settings({**clean_env, "TOM_TRUSTED_PROXIES": "10.0.0.1, 10.1.0.0/16"})
+    assert listed["behind_proxy"] is True
+    assert listed["trusted_proxies"] == ["10.0.0.1", "10.1.0.0/16"]
+    # X-Forwarded-Proto is believed only when TOM_BEHIND_PROXY says the proxy sets it.
+    assert listed["proxy_ssl_header"] is None
+    flagged = _settings({**clean_env, "TOM_BEHIND_PROXY": "true"})
+    assert flagged["behind_proxy"] is True
+    assert flagged["proxy_ssl_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]

@@ -12,6 +12,7 @@ the first text frame, only if it is non-empty, and build no JSON of their own
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,25 @@ from voice.dsp.pcm import ENCODINGS
 
 SAMPLE_RATES = (8000, 16000, 24000)
 MIX_TYPES = {"mono": 1, "mixed": 1, "stereo": 2}
+# Nothing FreeSWITCH or jambonz sends nests deeper than a few levels; Python's json
+# recurses per level and fails with RecursionError (not a ValueError) near 1,000.
+MAX_JSON_DEPTH = 64
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _KNOWN = {"uuid", "callSid", "call_sid", "caller", "from", "callee", "to", "sampleRate",
           "sample_rate", "mixType", "mix_type", "direction", "language", "encoding"}
 
 
 class MetadataError(ValueError):
     """The first frame is not usable metadata; the message says why (no caller data)."""
+
+
+class JsonDepthError(MetadataError):
+    """A text frame nests JSON deeper than ``MAX_JSON_DEPTH``: hostile, not a module's."""
+
+
+class JsonItemsError(MetadataError):
+    """A text frame holds more JSON values than a module ever glues into one."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +55,42 @@ class CallStart:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def split_json_texts(text: str) -> list[Any]:
-    """Parse one text frame holding one or more JSON values back to back."""
+def json_depth_check(text: str, *, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` before the parser recurses into it.
+
+    Brackets inside strings do not count; the scan stops at the first level too deep.
+    """
+    if text.count("{") + text.count("[") <= limit:
+        return  # fewer openers than the limit cannot nest deeper (the common case)
+    depth = 0
+    for bracket in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > limit:
+            raise JsonDepthError(f"JSON nested deeper than {limit} levels")
+
+
+def split_json_texts(text: str, *, max_items: int | None = None) -> list[Any]:
+    """Parse one text frame holding one or more JSON values back to back.
+
+    Raises ``ValueError`` for invalid JSON, ``JsonDepthError`` for nesting deeper than
+    ``MAX_JSON_DEPTH`` and ``JsonItemsError`` for more than ``max_items`` values (checked
+    as they are parsed, so a frame of thousands stops at the first one too many).
+    """
+    json_depth_check(text)
     decoder = json.JSONDecoder()
-    values, index = [], 0
+    values: list[Any] = []
+    index = 0
     while index < len(text):
         while index < len(text) and text[index].isspace():
             index += 1
         if index == len(text):
             break
-        value, index = decoder.raw_decode(text, index)
+        if max_items is not None and len(values) >= max_items:
+            raise JsonItemsError(f"more than {max_items} JSON messages in one frame")
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except RecursionError:  # the pre-scan should have caught it; never a 1011
+            raise JsonDepthError("JSON nested too deep") from None
         values.append(value)
     return values
 

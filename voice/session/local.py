@@ -15,6 +15,8 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -272,17 +274,51 @@ class LocalSession(RealtimeSession):
             # Every model slot stayed busy for BUSY_WAIT_S: say so instead of going silent.
             metrics.BACKPRESSURE.labels(stage="overload").inc()
             await self._apologise(turn, speech_end_at)
+        except Exception as exc:
+            # A stage failed (STT, the LLM, a TTS engine that said nothing): the caller
+            # hears the same apology as for overload, never silence.
+            error_count(component="session")
+            logger.exception("session.turn_failed",
+                             extra={"turn": turn, "error_type": type(exc).__name__})
+            if not cancel.is_set():
+                await self._apologise(turn, speech_end_at,
+                                      engine_failed=isinstance(exc, tts.TtsError))
 
-    async def _apologise(self, turn: int, speech_end_at: float) -> None:
+    async def _apologise(self, turn: int, speech_end_at: float, *,
+                         engine_failed: bool = False) -> None:
         text = (APOLOGY_DE if self.language.startswith("de") else APOLOGY_EN)
         speech = AgentSpeech(turn=turn, text=text, rate=self.call.sample_rate,
                              caller_speech_end_at=speech_end_at)
-        engine = await self._engine()
-        pcm = resample(await asyncio.to_thread(engine.synthesize, text), engine.rate,
-                       speech.rate)
+        failed = self.speech if self.speech is not None and self.speech.turn == turn else None
+        if failed is not None:  # the turn's record keeps what the caller said
+            speech.caller_text, speech.caller_text_raw = failed.caller_text, failed.caller_text_raw
+            speech.timings, speech.tool_calls = dict(failed.timings), list(failed.tool_calls)
+            if self.history and self.history[-1]["role"] == "user":
+                self.history.append({"role": "assistant", "content": text})
+        pcm = await self._apology_audio(text, speech.rate, engine_failed=engine_failed)
+        speech.clauses.append((text, 0.0))
+        speech.audio += pcm
         speech.audio_bytes, speech.complete = len(pcm), True
         self.speech = speech
         await self.events.put(AgentAudio(speech=speech, pcm=pcm, final=True, text=text))
+
+    async def _apology_audio(self, text: str, rate: int, *, engine_failed: bool) -> bytes:
+        """The apology in the call's voice, or in espeak-ng's when that voice is what
+        failed (or fails again here); no audio only when no engine can speak at all."""
+        engines: list[Callable[[], Awaitable[tts.TtsBackend]]] = (
+            [] if engine_failed else [self._engine])
+        engines.append(partial(asyncio.to_thread, tts.fallback_tts, self.language))
+        for engine_for in engines:
+            try:
+                engine = await engine_for()
+                pcm = await asyncio.to_thread(tts.speech_synthesize, engine=engine, text=text)
+                return resample(pcm, engine.rate, rate)
+            except tts.TtsError:
+                logger.warning("session.apology_engine_failed", exc_info=True,
+                               extra={"turn": self._turn})
+        error_count(component="session")
+        logger.error("session.apology_unspoken", extra={"turn": self._turn})
+        return b""
 
     async def _answer_turn(self, pcm: bytes, speech_end_at: float, turn: int,
                            cancel: threading.Event,
@@ -427,7 +463,7 @@ class LocalSession(RealtimeSession):
                    spoken: list[str], *, filler: bool = False) -> None:
         started = time.perf_counter()
         async with _slot("tts", settings.TOM_TTS_MAX_CONCURRENCY):
-            pcm = await asyncio.to_thread(engine.synthesize, clause)
+            pcm = await asyncio.to_thread(tts.speech_synthesize, engine=engine, text=clause)
         pcm = resample(pcm, engine.rate, speech.rate)
         if "tts_first_audio_ms" not in speech.timings:
             speech.timings["tts_first_audio_ms"] = round((time.perf_counter() - started) * 1000)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass
 
 from django.conf import settings
 
+from voice import metrics
 from voice.dsp.vad import VadEvent, VadMachine, VadParams, VadState, dbfs
 from voice.vad import make_classifier
+
+logger = logging.getLogger(__name__)
 
 FRAME_S = 0.02
 
@@ -33,6 +37,9 @@ class UtteranceSegmenter:
         self._preroll: deque[bytes] = deque(maxlen=self.params.start_frames + 2)
         self._frames: list[bytes] = []
         self._loud = 0
+        # Noise the VAD takes for speech (a fan, music on hold) never ends an utterance:
+        # past this many frames it is cut, so the buffer and the STT input stay bounded.
+        self.max_frames = max(1, round(settings.TOM_MAX_UTTERANCE_S / FRAME_S))
 
     @property
     def in_speech(self) -> bool:
@@ -75,6 +82,12 @@ class UtteranceSegmenter:
             self._loud += 1
         if event is VadEvent.SPEECH_END:
             return event, self.take()
+        if len(self._frames) >= self.max_frames:
+            # Handled as if the caller had paused: the turn answers what was said so far.
+            metrics.UTTERANCES_CUT.inc()
+            logger.warning("segmenter.utterance_cut",
+                           extra={"seconds": round(len(self._frames) * FRAME_S, 2)})
+            return VadEvent.SPEECH_END, self.take()
         return event, None
 
     @property

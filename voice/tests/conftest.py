@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ class LiveServer:
 
     def fork_url(self, *, call_uuid: str | None = None, path: str = "/ws/fork/",
                  **query: str) -> str:
-        return self.ws(path, token=fork_token_mint(call_uuid=call_uuid), **query)
+        # Every token names a call; a test that does not care gets a fresh one.
+        return self.ws(path, token=fork_token_mint(call_uuid=call_uuid or str(uuid.uuid4())),
+                       **query)
 
 
 @pytest.fixture

@@ -46,7 +46,8 @@ async def _refused(url: str, **kwargs: Any) -> int:
 
 
 def _token(**claims: Any) -> str:
-    base = {"jti": uuid.uuid4().hex, "exp": int(time.time()) + 60, "aud": "tom-fork"}
+    base = {"jti": uuid.uuid4().hex, "exp": int(time.time()) + 60, "aud": "tom-fork",
+            "sub": str(uuid.uuid4())}
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None},
                       settings.TOM_JWT_SECRET, algorithm="HS256")
@@ -54,7 +55,7 @@ def _token(**claims: Any) -> str:
 
 async def test_bad_credentials_are_refused_at_the_handshake(live_server_echo: LiveServer) -> None:
     server = live_server_echo
-    good = fork_token_mint()
+    good = fork_token_mint(call_uuid=str(uuid.uuid4()))
     async with websockets.connect(server.ws(token=good), subprotocols=["audio.drachtio.org"]  # type: ignore[list-item]
                                   ) as ws:
         assert ws.subprotocol == "audio.drachtio.org"
@@ -132,8 +133,9 @@ async def test_each_bad_input_gets_its_close_code(live_server_echo: LiveServer) 
     assert code == 1008
     assert (await ended_call(flood_uuid)).end_reason == Call.EndReason.RATE_LIMITED
 
-    # Malformed metadata, metadata without a uuid, audio before metadata: 1007 after an error.
-    for first in ("{not json", json.dumps({"sampleRate": 8000}),
+    # Malformed metadata, metadata not an object, a bad rate, audio before metadata: 1007
+    # after an error. (Metadata without a uuid is the token's call: every token names one.)
+    for first in ("{not json", json.dumps([{"sampleRate": 8000}]),
                   json.dumps({"uuid": "x", "sampleRate": 11025}), b"\x00\x01" * 160):
         ws = await _open(server)
         await ws.send(first)

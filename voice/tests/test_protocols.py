@@ -8,7 +8,13 @@ import pytest
 
 from voice.dsp.pcm import decode_inbound
 from voice.protocols import outbound
-from voice.protocols.metadata import MetadataError, parse_call_start, split_json_texts
+from voice.protocols.metadata import (
+    JsonDepthError,
+    JsonItemsError,
+    MetadataError,
+    parse_call_start,
+    split_json_texts,
+)
 
 
 def test_drachtio_glued_texts_are_split() -> None:
@@ -58,3 +64,20 @@ def test_play_audio_has_the_fields_the_module_requires() -> None:
 def test_stream_audio_never_contains_the_mark_sentinel() -> None:
     pcm = np.array([0, -1, 5, -1], dtype="<i2").tobytes()
     assert np.frombuffer(outbound.stream_safe(pcm), dtype="<i2").tolist() == [0, -2, 5, -2]
+
+
+def test_deep_nesting_is_refused_before_the_parser_recurses() -> None:
+    # 30,000 levels made json raise RecursionError, which is no ValueError (a 1011).
+    for text in ("[" * 30_000 + "]" * 30_000, '{"a":' * 65 + "1" + "}" * 65):
+        with pytest.raises(JsonDepthError, match="nested deeper than 64"):
+            split_json_texts(text)
+    # Brackets inside strings are text, and 64 levels are still fine.
+    assert split_json_texts(json.dumps({"note": "[" * 500})) == [{"note": "[" * 500}]
+    assert split_json_texts("[" * 64 + "]" * 64)
+
+
+def test_items_per_frame_are_capped_as_they_are_parsed() -> None:
+    dtmf = '{"type":"dtmf","data":{"digit":"5"}}'
+    assert len(split_json_texts(dtmf * 32, max_items=32)) == 32
+    with pytest.raises(JsonItemsError, match="more than 32"):
+        split_json_texts(dtmf * 1_700, max_items=32)

@@ -113,19 +113,23 @@ def test_a_variant_names_its_model_and_nothing_else() -> None:
 
 @pytest.mark.django_db
 def test_the_admin_refuses_a_variant_whose_model_is_not_on_this_server(
-        admin_client: Client, tmp_path: Path) -> None:
+        admin_client: Client, tmp_path: Path, settings: Any) -> None:
     def add(name: str, model: str) -> str:
         response = admin_client.post(reverse("admin:calls_policyvariant_add"), {
             "name": name, "description": "", "enabled": "on",
             "parameters": json.dumps({"stt_model": model})})
         return response.content.decode() if response.status_code == 200 else ""
 
-    page = add("nowhere", "/nonexistent/whisper")
-    assert "stt_model: /nonexistent/whisper is not on this server" in page
+    # Model folders must lie inside the models folder (issue 14: no arbitrary paths).
+    settings.TOM_DATA_DIR = tmp_path
+    folder = tmp_path / "models" / "whisper-x"
+    page = add("nowhere", str(folder))
+    assert f"stt_model: {folder} is not on this server" in page
     assert not PolicyVariant.objects.filter(name="nowhere").exists()
-    (tmp_path / "model.bin").write_bytes(b"\0")
-    assert add("local", str(tmp_path)) == ""  # saved: the admin redirected
-    assert PolicyVariant.objects.get(name="local").parameters["stt_model"] == str(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(b"\0")
+    assert add("local", str(folder)) == ""  # saved: the admin redirected
+    assert PolicyVariant.objects.get(name="local").parameters["stt_model"] == str(folder)
 
 
 def test_the_session_loads_the_model_its_variant_and_language_chose(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -29,8 +30,16 @@ class Command(BaseCommand):
                           help="stop processes started earlier with --detach")
         parser.add_argument("--demo-call", action="store_true",
                             help="once ready, place one demo call through /ws/fork/")
+        parser.add_argument("--max-restarts", type=int, default=5,
+                            help="restarts of one process allowed within --restart-window; "
+                                 "one more death there stops everything (a crash loop)")
+        parser.add_argument("--restart-window", type=float, default=300.0,
+                            help="seconds over which --max-restarts is counted")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["max_restarts"] < 0 or options["restart_window"] <= 0:
+            raise CommandError("--max-restarts must be 0 or more and --restart-window "
+                               "more than 0 seconds")
         data_dir = settings.TOM_DATA_DIR
         pidfile = data_dir / "run" / "tom.pids"
         if options["stop"]:
@@ -55,7 +64,7 @@ class Command(BaseCommand):
                 child.stop()
             raise CommandError(str(exc)) from None
         if options["demo_call"]:
-            self._demo_call(host, port, bool(all(tls)))
+            self._demo_call(host, port, bool(all(tls)), children)
         if options["exit_when_ready"]:
             for child in children:
                 child.stop()
@@ -65,7 +74,8 @@ class Command(BaseCommand):
             runner.write_pidfile(pidfile, children)
             self.stdout.write("running in the background; stop with: manage.py tom_run --stop")
             return
-        self._supervise(children)
+        self._supervise(children, runner.RestartPolicy(
+            max_restarts=options["max_restarts"], window_s=options["restart_window"]))
 
     def _wait_ready(self, children: list[runner.Child], offsets: dict[str, int], host: str,
                     port: int, timeout: float, tls: bool) -> None:
@@ -103,16 +113,20 @@ class Command(BaseCommand):
         self.stdout.write(f"beat     ready  DatabaseScheduler   log: {beat.log_path}")
         self.stdout.write(self.style.SUCCESS(f"\nTOM admin: {base}/admin/"))
 
-    def _demo_call(self, host: str, port: int, tls: bool) -> None:
+    def _demo_call(self, host: str, port: int, tls: bool, children: list[runner.Child]) -> None:
+        """Place the demo call; if it fails, say why in words, stop everything, exit non-zero."""
         from voice.demo import DEMO_QUESTION, demo_call
 
+        web = children[0]
+        web_process = web.process  # kept: a restarted web process gets a new Popen
         shown = f"[{host}]" if ":" in host else host
         self.stdout.write(f"\ndemo call: a caller asks {DEMO_QUESTION!r} over an 8 kHz line")
+        self.stdout.flush()
         try:
             result = demo_call(ws_base=f"{'wss' if tls else 'ws'}://{shown}:{port}")
-        except Exception as exc:  # the demo must not take the running server down with it
-            self.stdout.write(self.style.ERROR(f"demo call failed: {exc}"))
-            return
+        except Exception as exc:  # a refused or failed connection is a failed demo, in words
+            self._demo_failed([f"could not place the call: {exc}"], web, web_process,
+                              children, dropped=True)
         for item in result.report.transcripts:
             self.stdout.write(f"  {item.get('role'):>6}: {item.get('text')}")
         for error in result.report.errors:
@@ -123,8 +137,28 @@ class Command(BaseCommand):
                 f"  latency: STT {turn.stt_ms} ms, LLM first token {turn.llm_first_token_ms} ms,"
                 f" TTS first audio {turn.tts_first_audio_ms} ms, end of speech to first agent"
                 f" audio {turn.e2e_ms} ms (includes {settings.TOM_VAD_STOP_MS} ms VAD silence)")
+        if result.problems:
+            self._demo_failed(result.problems, web, web_process, children,
+                              dropped=result.report.close_code in (None, 1006))
 
-    def _supervise(self, children: list[runner.Child]) -> None:
+    def _demo_failed(self, problems: list[str], web: runner.Child,
+                     web_process: subprocess.Popen[bytes] | None, children: list[runner.Child],
+                     *, dropped: bool) -> NoReturn:
+        if web_process is not None:
+            try:  # a process killed mid-call is reaped a moment after its socket closes
+                code = web_process.wait(timeout=3 if dropped else 0.1)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                problems = [*problems, f"the web process (pid {web_process.pid}) died: "
+                            f"{runner.exit_reason(code)}"]
+        for child in children:
+            child.stop()
+        raise CommandError("the demo call failed:\n  - " + "\n  - ".join(problems)
+                           + f"\n  see the web log: {web.log_path}\n  stopped web, worker "
+                           "and beat")
+
+    def _supervise(self, children: list[runner.Child], policy: runner.RestartPolicy) -> None:
         stopping = False
 
         def _stop(signum: int, frame: Any) -> None:
@@ -133,13 +167,21 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        self.stdout.write("press Ctrl-C to stop")
+
+        def say(message: str) -> None:
+            self.stdout.write(message)
+            self.stdout.flush()  # a pipe or a log file should read it now, not at exit
+
+        supervisor = runner.Supervisor(children, cwd=settings.BASE_DIR, policy=policy, say=say)
+        say("supervising " + ", ".join(f"{c.name} (pid {c.process.pid})" for c in children
+                                       if c.process)
+            + "; a process that dies is restarted. Press Ctrl-C to stop")
         try:
             while not stopping:
-                dead = [c for c in children if not c.alive]
-                if dead:
-                    raise CommandError(f"{dead[0].name} exited; see {dead[0].log_path}")
+                supervisor.poll()
                 time.sleep(0.5)
+        except runner.RunnerError as exc:
+            raise CommandError(str(exc)) from None
         finally:
             for child in children:
                 child.stop()

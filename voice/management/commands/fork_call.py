@@ -12,7 +12,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from voice.auth import fork_token_mint
-from voice.client import ForkClient, Segment, read_wav, write_wav
+from voice.client import (
+    CallReport,
+    CallTimeout,
+    ForkClient,
+    Segment,
+    close_code_text,
+    read_wav,
+    write_wav,
+)
+from voice.demo import web_log_hint
 from voice.signals import voiced
 
 
@@ -40,6 +49,11 @@ class Command(BaseCommand):
         parser.add_argument("--language", default=settings.TOM_LANGUAGE)
         parser.add_argument("--caller", default="", help="caller number (hashed by TOM)")
         parser.add_argument("--fast", action="store_true", help="do not pace in real time")
+        parser.add_argument("--wait", type=float, default=30.0,
+                            help="seconds TOM may take, after the caller hangs up, to finish "
+                                 "its answer and close the call (default 30)")
+        parser.add_argument("--no-answer-ok", action="store_true",
+                            help="do not fail when TOM sends no audio after the last utterance")
         parser.add_argument("--out", type=Path, help="write what the caller heard to this WAV")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -69,20 +83,33 @@ class Command(BaseCommand):
             url=f"{options['url'].rstrip('/')}{options['path']}?{query}", metadata=metadata,
             rate=rate, segments=segments, fast=options["fast"], encoding=options["encoding"],
             subprotocol=None if options["path"] == "/ws/audio-stream/" else
-            settings.TOM_FORK_SUBPROTOCOL,
+            settings.TOM_FORK_SUBPROTOCOL, wait_s=options["wait"],
         )
         try:
             report = asyncio.run(client.run())
+        except CallTimeout as exc:
+            self._show(call_uuid, exc.report, rate, options, problems=[str(exc)])
+            raise CommandError(f"call {call_uuid} failed: {exc}; {web_log_hint()}") from None
         except (OSError, TimeoutError) as exc:
             raise CommandError(f"could not reach {options['url']}: {exc}") from None
         except Exception as exc:  # websockets' handshake errors name the HTTP status
             raise CommandError(f"fork call failed: {exc}") from None
+        problems = report.problems(expect_answer=not options["no_answer_ok"])
+        self._show(call_uuid, report, rate, options, problems=problems)
+        if problems:
+            raise CommandError(f"call {call_uuid} failed:\n  - " + "\n  - ".join(problems)
+                               + f"\n  {web_log_hint()}")
+
+    def _show(self, call_uuid: str, report: CallReport, rate: int, options: dict[str, Any],
+              *, problems: list[str]) -> None:
         if options["out"]:
             write_wav(options["out"], report.heard_pcm(rate), rate)
         if options["json"]:
-            self.stdout.write(json.dumps({"call_uuid": call_uuid, **report.as_dict()}, indent=2))
+            self.stdout.write(json.dumps({"call_uuid": call_uuid, **report.as_dict(),
+                                          "problems": problems}, indent=2))
             return
-        self.stdout.write(f"call {call_uuid}: closed with {report.close_code}")
+        self.stdout.write(f"call {call_uuid}: closed with "
+                          + close_code_text(report.close_code, report.close_reason))
         for item in report.transcripts:
             self.stdout.write(f"  turn {item.get('turn')} {item.get('role')}: {item.get('text')}")
         for index, latency in enumerate(report.turn_latencies(), start=1):
