@@ -99,12 +99,14 @@ class CallAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
         ("Parties", {"fields": ("caller", "caller_short", "callee_short", "language",
                                 "policy_variant")}),
         ("Data", {"fields": ("metadata", "recording")}),
+        # Which web process carried the call: the orphan reaper's evidence after a crash.
+        ("Process", {"fields": ("host", "pid", "process_start"), "classes": ("collapse",)}),
         ("Review", {"fields": ("supervisor_note",)}),
     )
     readonly_fields = (
         "uuid", "direction", "status", "end_reason", "status_detail", "synthetic", "started_at",
         "answered_at", "ended_at", "duration", "caller", "caller_short", "callee_short",
-        "language", "policy_variant", "metadata", "recording",
+        "language", "policy_variant", "metadata", "recording", "host", "pid", "process_start",
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
