@@ -92,13 +92,21 @@ class Child:
             self._log.close()
 
 
-# What a signal usually means for TOM's processes, for the one who reads the message.
-_SIGNAL_HINTS = {
-    signal.SIGILL: "an instruction this CPU lacks: native code built for another CPU",
-    signal.SIGKILL: "the out-of-memory killer or a kill -9",
-    signal.SIGSEGV: "a crash in native code",
-    signal.SIGBUS: "a crash in native code",
-    signal.SIGABRT: "native code aborted",
+# What a signal that killed one of TOM's processes usually means (signal(7)): one table for
+# the runner's restart messages and the install's native-library check (voice/native_check).
+SIGNAL_MEANINGS = {
+    signal.SIGILL: "illegal instruction: a compiled library uses CPU instructions this CPU "
+                   "cannot run (built for another CPU, e.g. -march=native, AVX-512 or AMX)",
+    signal.SIGSEGV: "segmentation fault: a compiled library touched memory it does not own "
+                    "(a broken build, mismatched libraries or a corrupt model file)",
+    signal.SIGBUS: "bus error: a memory-mapped file was cut short or changed under it "
+                   "(a model file rewritten while in use, or a full disk)",
+    signal.SIGABRT: "aborted: a compiled library stopped on an internal assertion "
+                    "(its message is in the output or log)",
+    signal.SIGFPE: "arithmetic exception inside a compiled library",
+    signal.SIGKILL: "killed: usually the kernel's out-of-memory killer (see `dmesg`) or a "
+                    "kill -9",
+    signal.SIGTERM: "terminated: another process asked it to stop",
 }
 
 
@@ -111,7 +119,7 @@ def exit_reason(returncode: int) -> str:
         sig = None
     if sig is None:
         return f"exited with code {returncode}"
-    hint = f" ({_SIGNAL_HINTS[sig]})" if sig in _SIGNAL_HINTS else ""
+    hint = f" ({SIGNAL_MEANINGS[sig]})" if sig in SIGNAL_MEANINGS else ""
     if returncode < 0:
         return f"killed by {sig.name}{hint}"
     # A shell (or a wrapper) in between reports a child killed by a signal as 128 + it.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -75,6 +76,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.preparing = False  # loading the session's models: frames queue meanwhile
+        self.pending: deque[tuple[bytes | None, str | None, float]] = deque()
         self.interrupted: list[AgentSpeech] = []  # recorded once confirmed (or at hang-up)
         self.end_reason: str | None = None
         self.counted = False
@@ -177,7 +179,14 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.last_frame_at = now
         if self.start is None:
             await self._receive_metadata(text_data)
-        elif bytes_data is not None:
+        elif self.preparing:
+            self.pending.append((bytes_data, text_data, now))
+        else:
+            await self._receive_data(bytes_data, text_data, now)
+
+    async def _receive_data(self, bytes_data: bytes | None, text_data: str | None,
+                            now: float) -> None:
+        if bytes_data is not None:
             await self._receive_audio(bytes_data, now)
         elif text_data is not None:
             await self._receive_control(text_data)
@@ -223,6 +232,16 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self._end(Call.EndReason.BLOCKED, failed=False, code=CLOSE_NORMAL,
                             message=outbound.disconnect("blocked"))
             return
+        # The models load in a task of their own, so receive() keeps running meanwhile:
+        # each frame is checked against both budgets when it arrives and waits in
+        # self.pending (bounded by those budgets), instead of piling up unbounded in
+        # daphne's input queue while this handler awaits the load.
+        self.preparing = True
+        self._spawn(self._start_session(start, values[1:]), "prepare")
+
+    async def _start_session(self, start: CallStart, extras: list[Any]) -> None:
+        if self.call is None:  # set by _receive_metadata before this task starts
+            return
         try:
             params = None
             if settings.TOM_FEATURE_RL:
@@ -230,25 +249,19 @@ class ForkConsumer(AsyncWebsocketConsumer):
                     call=self.call)
                 params = variants.parameters_clean(variant.parameters) if variant else None
             self.session = create_session(call=start, call_id=self.call.pk, params=params)
-            self.preparing, prepare_started = True, self.loop.time()
             await self.session.prepare()
-            # Frames that arrived while the models loaded were queued, not flooded: they
-            # are handled in a burst now, so both rate limits allow for the wait.
-            waited = self.loop.time() - prepare_started
-            self.bucket.credit(waited * settings.TOM_RATE_LIMIT_MSGS)
-            self.audio_bucket.credit(waited * self.audio_bucket.rate)
         except (BackendUnavailable, ModelError, TtsError) as exc:
+            self.preparing = False
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
         except Exception:
             # Anything else still ends the call now: the slot is freed and the caller
             # hears the close, instead of a call held open with the idle watchdog off.
+            self.preparing = False
             error_count(component="fork")
             logger.exception("fork.prepare_failed", extra={"call_id": self.call.pk})
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, "internal error")
             return
-        finally:
-            self.preparing = False
         # Frames queued while models loaded are not idleness: restart the idle clock.
         self.last_frame_at = self.loop.time()
         await database_sync_to_async(call_services.call_answer)(call=self.call)
@@ -259,8 +272,13 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self._spawn(self._forward_events(), "events")
         logger.info("fork.call_started", extra={"call_id": self.call.pk, "mode": self.mode,
                                                 "rate": start.sample_rate})
-        for extra in values[1:]:  # drachtio glued later texts onto the metadata frame
+        for extra in extras:  # drachtio glued later texts onto the metadata frame
             await self._handle_control(extra)
+        # In arrival order; frames that come in while these are handled join the end.
+        while self.pending and not self.closing:
+            bytes_data, text_data, at = self.pending.popleft()
+            await self._receive_data(bytes_data, text_data, at)
+        self.preparing = False
 
     async def _receive_audio(self, data: bytes, now: float) -> None:
         if self.session is None or self.start is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tomsite.runner import exit_reason
+
 CHECKS = ("tts", "vad", "stt", "llm")
 MARK = "tom-native-check:"
 # The AMX crash came from the batched matmul, reached only by prompts of more than a few
@@ -34,21 +35,6 @@ MARK = "tom-native-check:"
 MIN_PROMPT_TOKENS = 400
 SENTENCE = "Hello, this is TOM checking that speech works on this computer."
 
-# What a signal that killed a native library usually means (signal(7)).
-SIGNAL_MEANINGS = {
-    signal.SIGILL: "illegal instruction: a compiled library uses CPU instructions this CPU "
-                   "cannot run (built for another CPU, e.g. -march=native, AVX-512 or AMX)",
-    signal.SIGSEGV: "segmentation fault: a compiled library touched memory it does not own "
-                    "(a broken build, mismatched libraries or a corrupt model file)",
-    signal.SIGBUS: "bus error: a memory-mapped file was cut short or changed under it "
-                   "(a model file rewritten while in use, or a full disk)",
-    signal.SIGABRT: "aborted: a compiled library stopped on an internal assertion "
-                    "(its message is in the output above)",
-    signal.SIGFPE: "arithmetic exception inside a compiled library",
-    signal.SIGKILL: "killed: usually the kernel's out-of-memory killer (see `dmesg`) or a "
-                    "kill -9",
-    signal.SIGTERM: "terminated: another process asked it to stop",
-}
 
 REBUILD_HINTS = {
     "llm": "reinstall llama-cpp-python with deploy/local/_venv.sh's portable flags "
@@ -62,25 +48,6 @@ REBUILD_HINTS = {
     "vad": "reinstall webrtcvad-wheels and onnxruntime (.venv/bin/pip install "
            "--force-reinstall --no-cache-dir webrtcvad-wheels onnxruntime)",
 }
-
-
-def exit_status_text(*, returncode: int) -> str:
-    """Words for a child's exit status: the signal that killed it and what that means.
-
-    ``subprocess`` reports death by signal N as ``-N``; a shell reports it as ``128 + N``
-    (daphne killed by SIGILL shows as 132 under bash), so both forms are named.
-    """
-    if returncode == 0:
-        return "exited normally (exit code 0)"
-    number = -returncode if returncode < 0 else returncode - 128
-    try:
-        sig = signal.Signals(number)
-    except ValueError:
-        return f"exited with code {returncode}"
-    meaning = SIGNAL_MEANINGS.get(sig, signal.strsignal(sig) or sig.name)
-    if returncode < 0:
-        return f"killed by {sig.name} ({meaning})"
-    return f"exited with code {returncode}, which is how a shell reports {sig.name} ({meaning})"
 
 
 @dataclass
@@ -116,7 +83,7 @@ class NativeReport:
     def _death(self) -> str:
         if self.returncode is None:
             return "it did not finish in time and was stopped"
-        return exit_status_text(returncode=self.returncode)
+        return exit_reason(self.returncode)
 
 
 def native_checks_run(*, names: Sequence[str] = CHECKS, timeout_s: float = 300.0,
@@ -152,7 +119,7 @@ def native_checks_run(*, names: Sequence[str] = CHECKS, timeout_s: float = 300.0
                 f"the check process did not finish the {step.name} check within "
                 f"{timeout_s:.0f} s and was stopped" if returncode is None else
                 f"the check process died while running the {step.name} check: "
-                + exit_status_text(returncode=returncode))
+                + exit_reason(returncode))
     return NativeReport(steps=steps, returncode=returncode, output_tail=tail,
                         seconds=round(time.monotonic() - started, 2))
 

@@ -110,7 +110,8 @@ def test_tom_run_restarts_a_killed_web_process_and_gives_up_on_a_crash_loop(
         second = int(_wait_for("the restart", lambda: re.search(
             r"web restarted: pid (\d+) \(restart 1\)", out.read_text()), timeout=30,
             output=out)[1])
-        assert re.search(r"web killed by SIGKILL \(the out-of-memory killer or a kill -9\); "
+        assert re.search(r"web killed by SIGKILL \(killed: usually the kernel's "
+                         r"out-of-memory killer \(see `dmesg`\) or a kill -9\); "
                          r"restarting in 1 s \(restart 1; 1 of at most 1 within 300 s\); "
                          r"see \S+web\.log", out.read_text())
         assert second != first and "tomsite.serve" in Path(
@@ -124,7 +125,8 @@ def test_tom_run_restarts_a_killed_web_process_and_gives_up_on_a_crash_loop(
         # A second death within the window is a crash loop: stop everything, exit non-zero.
         os.kill(second, signal.SIGKILL)
         assert run.wait(30) == 1
-        assert ("web killed by SIGKILL (the out-of-memory killer or a kill -9); it died 2 "
+        assert ("web killed by SIGKILL (killed: usually the kernel's out-of-memory killer "
+                "(see `dmesg`) or a kill -9); it died 2 "
                 "times within 300 s: a crash loop, giving up") in err.read_text()
         assert "stopped web, worker and beat" in out.read_text()
         assert not runner.http_ok(admin)
@@ -152,8 +154,10 @@ def test_supervisor_says_why_backs_off_and_gives_up(tmp_path: Path) -> None:
         supervisor.poll(now=now)
 
     died_at(100.0)
-    assert said == ["web killed by SIGILL (an instruction this CPU lacks: native code built for "
-                    "another CPU); restarting in 1 s (restart 1; 1 of at most 2 within 60 s); "
+    assert said == ["web killed by SIGILL (illegal instruction: a compiled library uses CPU "
+                    "instructions this CPU cannot run (built for another CPU, e.g. "
+                    "-march=native, AVX-512 or AMX)); restarting in 1 s (restart 1; 1 of at "
+                    "most 2 within 60 s); "
                     f"see {tmp_path / 'web.log'}"]
     dead = child.process
     supervisor.poll(now=100.9)  # still backing off
@@ -193,9 +197,11 @@ def test_exit_reasons_in_words() -> None:
     shell = subprocess.run(["sh", "-c", "sh -c 'kill -ILL $$'; exit $?"], check=False)
     assert shell.returncode == 132
     assert runner.exit_reason(shell.returncode) == (
-        "exited with code 132 (128 + SIGILL) (an instruction this CPU lacks: native code "
-        "built for another CPU)")
-    assert runner.exit_reason(-signal.SIGTERM) == "killed by SIGTERM"
+        "exited with code 132 (128 + SIGILL) (illegal instruction: a compiled library uses "
+        "CPU instructions this CPU cannot run (built for another CPU, e.g. -march=native, "
+        "AVX-512 or AMX))")
+    assert runner.exit_reason(-signal.SIGTERM) == (
+        "killed by SIGTERM (terminated: another process asked it to stop)")
     assert runner.exit_reason(1) == "exited with code 1"
     assert runner.exit_reason(0) == "exited with code 0"
     assert runner.exit_reason(255) == "exited with code 255"  # 128 + 127 is no signal

@@ -111,3 +111,33 @@ async def test_audio_queued_while_the_session_prepares_is_no_flood(
         "transcription", "playAudio"], outputs
     await fork.disconnect()
     assert (await ended_call(call_uuid)).end_reason == Call.EndReason.CALLER_HANGUP
+
+
+async def test_a_flood_while_the_session_prepares_is_closed_before_the_models_are_ready(
+        one_slot: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def slow_models(self: EchoSession) -> None:
+        await asyncio.sleep(10.0)
+
+    monkeypatch.setattr(EchoSession, "prepare", slow_models)
+    call_uuid = str(uuid.uuid4())
+    fork = _communicator(call_uuid)
+    assert (await fork.connect())[0]
+    loop = asyncio.get_running_loop()
+    await fork.send_to(text_data=json.dumps({"uuid": call_uuid, "sampleRate": 8000}))
+    started = loop.time()
+    # 64,000-byte frames, 25 a second: under the message limit, ~100x real time at 8 kHz.
+    # Each is judged on arrival even though the session is still loading; before, they
+    # waited in daphne's unbounded queue until prepare() returned.
+    for _ in range(100):
+        await fork.send_to(bytes_data=bytes(64_000))
+        await asyncio.sleep(0.04)
+        if not await fork.receive_nothing(timeout=0.001):
+            break
+    message = json.loads(await fork.receive_from(timeout=2))
+    assert message["type"] == "error" and "real time" in message["data"]["message"]
+    assert await fork.receive_output(timeout=2) == {"type": "websocket.close", "code": 1008}
+    assert loop.time() - started < 5.0  # the models would have taken 10 s
+    call = await ended_call(call_uuid)
+    assert (call.status, call.end_reason) == (Call.Status.FAILED, Call.EndReason.RATE_LIMITED)
+    assert consumers._active == 0
+    await fork.wait()

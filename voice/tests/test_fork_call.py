@@ -96,12 +96,23 @@ def test_fork_call_names_the_close_code_and_the_servers_error(
     write_wav(wav, voiced(8000, 0.5), 8000)
     token = fork_token_mint(call_uuid="another-call")
     with pytest.raises(CommandError) as failed:
-        call_command("fork_call", str(wav), "--token", token, "--fast", "--url",
-                     f"ws://127.0.0.1:{live_server_echo.port}", stdout=StringIO())
+        call_command("fork_call", str(wav), "--token", token, "--uuid", "this-call", "--fast",
+                     "--url", f"ws://127.0.0.1:{live_server_echo.port}", stdout=StringIO())
     message = str(failed.value)
     assert "TOM closed the call with 1007 (invalid payload" in message
     assert "TOM sent an error: metadata uuid differs from the token's call" in message
     assert str(Path(settings.TOM_DATA_DIR) / "log" / "web.log") in message
+
+
+def test_fork_call_with_a_given_token_places_the_call_that_token_names(
+        live_server_echo: LiveServer, tmp_path: Path) -> None:
+    wav = tmp_path / "hello.wav"
+    write_wav(wav, voiced(8000, 0.5), 8000)
+    out = StringIO()
+    call_command("fork_call", str(wav), "--token", fork_token_mint(call_uuid="minted-call"),
+                 "--url", f"ws://127.0.0.1:{live_server_echo.port}", stdout=out)
+    assert "call minted-call: closed with 1000" in out.getvalue()
+    assert Call.objects.get(uuid="minted-call").end_reason == Call.EndReason.GRACEFUL_SHUTDOWN
 
 
 def test_fork_call_says_the_connection_dropped_when_the_server_dies(

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from tomsite.runner import exit_reason
 from voice import models
-from voice.native_check import MIN_PROMPT_TOKENS, exit_status_text, native_checks_run
+from voice.native_check import MIN_PROMPT_TOKENS, native_checks_run
 
 # AT&T syntax, as objdump prints it. AVX-512 shows as zmm registers, opmask registers
 # (%k0-%k7, also as {%k1} write masks) or xmm/ymm 16-31, which only EVEX can encode;
@@ -138,11 +139,10 @@ def test_a_check_that_hangs_is_stopped_and_named(tmp_path: Path) -> None:
 
 
 def test_exit_statuses_in_words() -> None:
-    assert exit_status_text(returncode=-11).startswith("killed by SIGSEGV (segmentation fault")
+    assert exit_reason(-11).startswith("killed by SIGSEGV (segmentation fault")
     # bash reports daphne killed by SIGILL as 132.
-    assert exit_status_text(returncode=132).startswith(
-        "exited with code 132, which is how a shell reports SIGILL (illegal instruction")
-    assert exit_status_text(returncode=3) == "exited with code 3"
+    assert exit_reason(132).startswith("exited with code 132 (128 + SIGILL) (illegal instruction")
+    assert exit_reason(3) == "exited with code 3"
 
 
 def test_an_unknown_check_is_refused() -> None:

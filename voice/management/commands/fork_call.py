@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import jwt
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -46,9 +47,13 @@ class Command(BaseCommand):
                             help="pass the audio through μ-law first, like a phone line")
         parser.add_argument("--encoding", default="l16", choices=["l16", "pcmu", "pcma"])
         parser.add_argument("--token", help="use this token instead of minting one")
+        parser.add_argument("--uuid", help="the call's uuid in the metadata (default: the "
+                            "token's subject, else a new one)")
         parser.add_argument("--language", default=settings.TOM_LANGUAGE)
         parser.add_argument("--caller", default="", help="caller number (hashed by TOM)")
-        parser.add_argument("--fast", action="store_true", help="do not pace in real time")
+        parser.add_argument("--fast", action="store_true", help="do not pace in real time (TOM "
+                            "closes a call with 1008 once it is over 1.5x real time beyond its "
+                            "burst allowance, TOM_RATE_LIMIT_AUDIO_*)")
         parser.add_argument("--wait", type=float, default=30.0,
                             help="seconds TOM may take, after the caller hangs up, to finish "
                                  "its answer and close the call (default 30)")
@@ -71,6 +76,15 @@ class Command(BaseCommand):
         else:
             segments = [Segment(voiced(rate, 1.0), pause_s=options["pause"])]
         call_uuid = str(uuid.uuid4())
+        if options["token"]:
+            # A token opens only the call it names (its `sub`): the metadata must say the
+            # same uuid. Read unverified: the server is the one that checks it.
+            try:
+                claims = jwt.decode(options["token"], options={"verify_signature": False})
+            except jwt.PyJWTError as exc:
+                raise CommandError(f"--token is not a JWT: {exc}") from None
+            call_uuid = str(claims.get("sub") or call_uuid)
+        call_uuid = options["uuid"] or call_uuid
         token = options["token"] or fork_token_mint(call_uuid=call_uuid)
         query = f"token={token}&mode={options['mode']}"
         if options["encoding"] != "l16":
