@@ -54,8 +54,11 @@ def _sse(event: str, data: dict[str, object]) -> str:
 
 
 def _poll(run_id: int, after: int) -> tuple[list[dict[str, object]], int, str | None]:
-    results = list(GreenlightResult.objects.filter(run_id=run_id, id__gt=after).order_by("id"))
+    # State first: a run is marked finished only after its last result is written, so a
+    # finished state read before the results cannot hide that result (read the other way
+    # round, the last tile was lost when the run finished between the two queries).
     state = GreenlightRun.objects.filter(pk=run_id).values_list("state", flat=True).first()
+    results = list(GreenlightResult.objects.filter(run_id=run_id, id__gt=after).order_by("id"))
     events = [selectors.result_event(r) for r in results]
     return events, (results[-1].pk if results else after), state
 

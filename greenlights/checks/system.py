@@ -202,9 +202,10 @@ def rl_policy(ctx: RunContext) -> Outcome:
 @check(name="rl_reward", category="rl", timeout_s=10)
 def rl_reward(ctx: RunContext) -> Outcome:
     """The mean reward of the last 100 rewarded calls (red below TOM_RL_BLACKLIST_BELOW)."""
-    from calls.models import CallReward
+    from calls.policy import rewards_counted
 
-    rewards = list(CallReward.objects.order_by("-computed_at")
+    # Only what the policy learns from: crashed, attack and synthetic calls are not rewards.
+    rewards = list(rewards_counted().order_by("-computed_at")
                    .values_list("reward", flat=True)[:100])
     if not rewards:
         return Outcome(state=State.YELLOW, summary="not configured: no rewarded calls yet",
