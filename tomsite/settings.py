@@ -163,6 +163,9 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# axes announces itself at INFO in every process (each manage.py command too); its lockouts
+# are still logged as warnings.
+AXES_VERBOSE = False
 # The address is REMOTE_ADDR alone: behind a trusted proxy tomsite.proxy has already put
 # the client there (TOM_TRUSTED_PROXIES); a forwarding header is never believed here.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
