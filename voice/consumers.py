@@ -26,6 +26,7 @@ from calls.models import Call
 from tomsite.metrics import error_count
 from voice import metrics
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
+from voice.call_turns import TurnLedger
 from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.pcm import decode_inbound
 from voice.models import ModelError
@@ -40,7 +41,14 @@ from voice.protocols.metadata import (
 )
 from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
 from voice.session.base import RealtimeSession
-from voice.session.events import AgentAudio, AgentSpeech, EndCall, Interruption, Transcript
+from voice.session.events import (
+    AgentAudio,
+    BargeInConfirmed,
+    EndCall,
+    Interruption,
+    SpeechResumed,
+    Transcript,
+)
 from voice.session.factory import BackendUnavailable, create_session
 from voice.transport import StreamPacer
 from voice.tts import TtsError
@@ -77,7 +85,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.preparing = False  # loading the session's models: frames queue meanwhile
         self.pending: deque[tuple[bytes | None, str | None, float]] = deque()
-        self.interrupted: list[AgentSpeech] = []  # recorded once confirmed (or at hang-up)
+        self.turns: TurnLedger | None = None  # the call's replies and their turn records
         self.end_reason: str | None = None
         self.counted = False
         self.last_frame_at = loop.time()
@@ -242,6 +250,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
     async def _start_session(self, start: CallStart, extras: list[Any]) -> None:
         if self.call is None:  # set by _receive_metadata before this task starts
             return
+        self.turns = TurnLedger(call=self.call)
         try:
             params = None
             if settings.TOM_FEATURE_RL:
@@ -339,26 +348,31 @@ class ForkConsumer(AsyncWebsocketConsumer):
 
     # --- outbound --------------------------------------------------------------------
     async def _forward_events(self) -> None:
-        session = self.session
-        if session is None:
+        session, turns = self.session, self.turns
+        if session is None or turns is None:
             return
         while True:
+            # System events (interruption, the barge-in decision, hang-up) come first.
             event = await session.events.get()
             if isinstance(event, AgentAudio):
-                await self._send_audio(event)
+                await self._send_audio(event, turns)
             elif isinstance(event, Transcript):
                 await self.send(text_data=outbound.transcription(
                     role=event.role, text=event.text, final=event.final, turn=event.turn))
             elif isinstance(event, Interruption):
-                await self._interrupt(event)
+                await self._interrupt(event, turns)
+            elif isinstance(event, BargeInConfirmed):
+                self._spawn(turns.confirmed(event.speech, now=self.loop.time()), "record")
+            elif isinstance(event, SpeechResumed):
+                turns.resumed(event.speech, event.continuation)
             elif isinstance(event, EndCall):
                 await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
                                 message=outbound.disconnect(event.reason))
                 return
 
-    async def _send_audio(self, event: AgentAudio) -> None:
+    async def _send_audio(self, event: AgentAudio, turns: TurnLedger) -> None:
         speech, now = event.speech, self.loop.time()
-        if speech.interrupted_at is not None:
+        if turns.is_cut(speech):
             return  # data frames of an interrupted utterance are dropped
         if not event.pcm and not event.final:
             return
@@ -378,42 +392,15 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=outbound.play_audio(pcm=event.pcm, rate=speech.rate,
                                                           text=text))
         if event.final:
-            self._spawn(self._record_when_played(speech), "record")
+            self._spawn(turns.record_when_played(speech, clock=self.loop.time), "record")
 
-    async def _interrupt(self, event: Interruption) -> None:
+    async def _interrupt(self, event: Interruption, turns: TurnLedger) -> None:
         now = self.loop.time()
+        turns.interrupted(event.speech, at=now)
         if self.pacer is not None:
             self.pacer.clear()
         await self.send(text_data=outbound.kill_audio())
         metrics.BARGE_IN_LATENCY.observe(max(0.0, now - event.speech_onset_at))
-        self.interrupted.append(event.speech)
-        self._spawn(self._record_if_not_resumed(event.speech), "record")
-
-    async def _record_if_not_resumed(self, speech: AgentSpeech) -> None:
-        # The session confirms a barge-in, or resumes after a backchannel, within
-        # TOM_BARGE_IN_MIN_SPEECH_MS plus the VAD's end-of-turn silence.
-        await asyncio.sleep((settings.TOM_BARGE_IN_MIN_SPEECH_MS + settings.TOM_VAD_STOP_MS)
-                            / 1000 + 0.2)
-        if speech.resumed_by is None:
-            await self._record_turn(speech, self.loop.time())
-
-    async def _record_when_played(self, speech: AgentSpeech) -> None:
-        # Playout is known from elapsed time (or a mark reply); nothing signals it.
-        while speech.playing(self.loop.time()):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        await self._record_turn(speech, self.loop.time())
-
-    async def _record_turn(self, speech: AgentSpeech, now: float) -> None:
-        if speech.recorded or self.call is None:
-            return
-        speech.recorded = True
-        await database_sync_to_async(call_services.call_turn_record)(
-            call=self.call, caller_text=speech.caller_text, agent_text=speech.text,
-            caller_text_raw=speech.caller_text_raw,
-            timings=call_services.TurnTimings(e2e_ms=speech.e2e_ms, **speech.timings),
-            barge_in=speech.interrupted_at is not None, agent_audio_ms=round(speech.audio_ms),
-            agent_audio_heard_ms=round(speech.heard_ms(now)), tool_calls=speech.tool_calls,
-        )
 
     # --- ending ----------------------------------------------------------------------
     async def _graceful_shutdown(self) -> None:
@@ -477,9 +464,8 @@ class ForkConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             session, self.session = self.session, None
             await session.aclose()
-            for speech in [*self.interrupted, session.speech]:
-                if speech is not None and speech.resumed_by is None:
-                    await self._record_turn(speech, self.loop.time())
+            if self.turns is not None:
+                await self.turns.flush(latest=session.speech, now=self.loop.time())
         if self._release():
             metrics.CALLS_ENDED.labels(reason=reason).inc()
             if failed:

@@ -55,3 +55,6 @@ E2E_LATENCY = Histogram("tom_pipeline_e2e_latency_seconds",
                         buckets=(*_STAGE_BUCKETS, 8.0))
 BACKPRESSURE = Counter("tom_pipeline_backpressure", "Model requests that found the model busy.",
                        ["stage"])
+TOOL_CALLS_REFUSED = Counter("tom_session_tool_calls_refused",
+                             "Tool calls the model asked for that were not run, by reason.",
+                             ["reason"])

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 
 from voice.protocols.metadata import CallStart
-from voice.session.events import AgentSpeech, SessionEvent
+from voice.session.events import AgentSpeech, SessionEvents
 
 
 class RealtimeSession(abc.ABC):
     """Caller audio in (exact 20 ms frames at the call's rate), events out on ``events``.
+
+    ``events`` has two lanes: system events (``Interruption``, the barge-in decision,
+    ``EndCall``) are read before any data frame queued earlier, so a barge-in reaches the
+    caller's line even while seconds of agent audio wait to be sent.
 
     ``push_audio`` runs on the connection's receive path and must return quickly;
     slow work (models) runs in tasks the session owns and cancels in ``aclose``.
@@ -18,7 +21,7 @@ class RealtimeSession(abc.ABC):
 
     def __init__(self, *, call: CallStart) -> None:
         self.call = call
-        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self.events = SessionEvents()
         self.speech: AgentSpeech | None = None  # the latest agent utterance
 
     async def prepare(self) -> None:  # noqa: B027  (optional hook: most sessions load nothing)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from voice.dsp.pcm import pcm_ms
 from voice.protocols.metadata import CallStart
 from voice.session.base import RealtimeSession
-from voice.session.events import AgentAudio, AgentSpeech, Interruption, Transcript
+from voice.session.events import (
+    AgentAudio,
+    AgentSpeech,
+    BargeInConfirmed,
+    Interruption,
+    Transcript,
+)
 from voice.session.segmenter import UtteranceSegmenter
 
 
@@ -27,6 +33,9 @@ class EchoSession(RealtimeSession):
             speech.interrupted_at = at
             await self.events.put(Interruption(
                 speech=speech, speech_onset_at=at - self.segmenter.speech_onset_ago_s))
+            # The echo waits for barge_in_ready() before it stops: decided at once, and
+            # never resumed.
+            await self.events.put(BargeInConfirmed(speech=speech))
         if utterance is not None:
             await self._answer(utterance, speech_end_at=at - self.segmenter.params.stop_s)
 

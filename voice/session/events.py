@@ -1,13 +1,17 @@
 """What a session hands the transport: small frames, plus the handle of each agent utterance.
 
-Data frames (agent audio) are ordered and dropped on barge-in; system frames
-(interruption, end of call) are acted on at once. ``AgentSpeech`` is the handle of one
-agent utterance: the transport stamps when its audio went out and how much of it was
-played, so the session keeps in history only what the caller heard.
+Data frames (agent audio, transcripts) are ordered and dropped on barge-in; system frames
+(interruption, the barge-in decision, end of call) travel on a lane of their own and
+overtake every data frame still queued, as Pipecat's ``SystemFrame`` does
+(``frames/frames.py``). ``AgentSpeech`` is the handle of one agent utterance: the
+transport stamps when its audio went out and how much of it was played, so the session
+keeps in history only what the caller heard.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +34,6 @@ class AgentSpeech:
     first_sent_at: float | None = None
     played_ms: float | None = None  # confirmed by the module (jambonz marks)
     interrupted_at: float | None = None
-    recorded: bool = False
     # (clause text, ms of audio before it) in order, so the heard part can be cut out.
     clauses: list[tuple[str, float]] = field(default_factory=list)
     # Every byte produced, kept so a falsely interrupted reply can resume where it was cut.
@@ -110,6 +113,12 @@ class AgentSpeech:
         return max(0, round((self.first_sent_at - self.caller_speech_end_at) * 1000))
 
 
+class SystemEvent:
+    """Control: handled as soon as it is put, ahead of any data frame still queued."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AgentAudio:
     """A piece of agent audio (one sentence, usually) at the call's sample rate."""
@@ -129,16 +138,81 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
-class Interruption:
-    """The caller barged in: stop playing ``speech`` now."""
+class Interruption(SystemEvent):
+    """The caller barged in: stop playing ``speech`` now (its queued audio is dropped).
+
+    Whether the caller really took the turn is decided later: a ``BargeInConfirmed`` or a
+    ``SpeechResumed`` for the same ``speech`` follows (unless the call ends first).
+    """
 
     speech: AgentSpeech
     speech_onset_at: float
 
 
 @dataclass(frozen=True, slots=True)
-class EndCall:
+class BargeInConfirmed(SystemEvent):
+    """The caller kept talking: ``speech`` ends where it was cut and is a turn of its own."""
+
+    speech: AgentSpeech
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed(SystemEvent):
+    """It was a backchannel: ``speech`` carries on in ``continuation`` (one reply, one turn)."""
+
+    speech: AgentSpeech
+    continuation: AgentSpeech
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall(SystemEvent):
+    """The session ends the call. It overtakes queued audio, so a session that wants its
+    last words heard puts it once they have played out."""
+
     reason: str
 
 
-SessionEvent = AgentAudio | Transcript | Interruption | EndCall
+SessionEvent = (AgentAudio | Transcript | Interruption | BargeInConfirmed | SpeechResumed
+                | EndCall)
+
+
+class SessionEvents:
+    """The two lanes from a session to its transport, read as one queue.
+
+    ``get`` returns the oldest pending system event if there is one, else the oldest data
+    frame: an interruption put behind a second of queued audio is the next thing read.
+    Each lane keeps its own order. Unbounded, like the ``asyncio.Queue`` it replaces:
+    ``put`` never waits, so ``put_nowait`` is the same call for code that cannot await.
+    """
+
+    def __init__(self) -> None:
+        self._system: deque[SessionEvent] = deque()
+        self._data: deque[SessionEvent] = deque()
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, event: SessionEvent) -> None:
+        lane = self._system if isinstance(event, SystemEvent) else self._data
+        lane.append(event)
+        self._ready.set()
+
+    async def put(self, event: SessionEvent) -> None:
+        self.put_nowait(event)
+
+    def get_nowait(self) -> SessionEvent:
+        if self._system:
+            return self._system.popleft()
+        if self._data:
+            return self._data.popleft()
+        raise asyncio.QueueEmpty
+
+    async def get(self) -> SessionEvent:
+        while self.empty():
+            self._ready.clear()
+            await self._ready.wait()
+        return self.get_nowait()
+
+    def empty(self) -> bool:
+        return not self._system and not self._data
+
+    def qsize(self) -> int:
+        return len(self._system) + len(self._data)

@@ -1,9 +1,11 @@
 """The local session: VAD → faster-whisper → llama.cpp → Piper, in this process.
 
 Models load once per process (voice.stt/llm/tts) and run in worker threads, each stage
-behind a semaphore sized by ``TOM_*_MAX_CONCURRENCY``. A turn is one task the session
-owns: it transcribes the utterance, streams the reply through the clause chunker and
-speaks each clause as soon as it is complete. Barge-in cancels the turn (the LLM stops
+behind slots sized by ``TOM_*_MAX_CONCURRENCY`` that a thread holds until it returns
+(voice.session.slots). A turn is one task the session owns: it transcribes the
+utterance, streams the reply through the clause chunker (voice.session.reply), runs
+the tool calls (voice.session.turn_tools) and speaks each clause as soon as it is
+complete. Barge-in cancels the turn (the LLM stops
 at its next token), and the history keeps only what the caller heard.
 """
 
@@ -14,8 +16,6 @@ import contextlib
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -26,46 +26,32 @@ from tomsite.metrics import error_count
 from voice import llm as llm_module
 from voice import metrics, models, stt, tts
 from voice import tools as tool_hooks
-from voice.chunker import Chunker, ToolCall
-from voice.dsp.resample import resample
-from voice.dsp.vad import VadState, dbfs
+from voice.chunker import ToolCall
+from voice.dsp.resample import Resampler
+from voice.dsp.vad import VadState
 from voice.protocols.metadata import CallStart
+from voice.session.apology import APOLOGY_EN as APOLOGY_EN  # re-exported for callers
+from voice.session.apology import apology_audio, apology_speech, apology_text
 from voice.session.base import RealtimeSession
-from voice.session.events import AgentAudio, AgentSpeech, Interruption, Transcript
+from voice.session.events import (
+    AgentAudio,
+    AgentSpeech,
+    BargeInConfirmed,
+    Interruption,
+    SpeechResumed,
+    Transcript,
+)
+from voice.session.hearing import echo_floor, stt_hints, transcript_understood
+from voice.session.reply import reply_speak
 from voice.session.segmenter import UtteranceSegmenter
+from voice.session.slots import run_in_slot
+from voice.session.turn_tools import tools_capped, tools_route, tools_run
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier exchanges are dropped: a phone call needs little memory
-MAX_TOOL_CALLS = 3  # per turn; a model asking for more is looping
-BUSY_WAIT_S = 8.0
 # Loud caller speech over the agent for this long silences it at once (see push_audio).
 KILL_AFTER_MS = 40
-ECHO_MARGIN_DB = 6.0
-APOLOGY_EN = "Sorry, I need a moment. Please say that again."
-APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary())
-
-
-def _stage(name: str, size: int) -> asyncio.Semaphore:
-    """The stage's semaphore for this event loop (daphne runs one loop per process)."""
-    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
-    if name not in per_loop:
-        per_loop[name] = asyncio.Semaphore(size)
-    return per_loop[name]
-
-
-@contextlib.asynccontextmanager
-async def _slot(name: str, size: int) -> Any:
-    semaphore = _stage(name, size)
-    if semaphore.locked():
-        metrics.BACKPRESSURE.labels(stage=name).inc()
-    await asyncio.wait_for(semaphore.acquire(), BUSY_WAIT_S)
-    try:
-        yield
-    finally:
-        semaphore.release()
 
 
 class LocalSession(RealtimeSession):
@@ -99,6 +85,7 @@ class LocalSession(RealtimeSession):
         # A transcription started during the end-of-turn silence, with the audio it read.
         self._early: tuple[bytes, asyncio.Task[stt.Transcription]] | None = None
         self.vocabulary: Any = None  # the catalog's words (hotwords, entity correction)
+        self._outbound: tuple[AgentSpeech, Resampler] | None = None  # TTS -> call rate
 
     async def prepare(self) -> None:
         """Load (or reuse) the models before the call is answered."""
@@ -122,7 +109,8 @@ class LocalSession(RealtimeSession):
            that ("hm", "ja", a cough), the agent resumes from where it was cut.
         """
         speech = self.speech
-        _, utterance = self.segmenter.push(frame, loud_dbfs=self._echo_floor(speech, at))
+        _, utterance = self.segmenter.push(frame, loud_dbfs=echo_floor(
+            speech=speech, now=at, mixed=self.call.mix_type == "mixed"))
         if utterance is None:
             self._transcribe_early()
         if self._held is None and speech is not None and speech.playing(at) \
@@ -140,15 +128,6 @@ class LocalSession(RealtimeSession):
         self._held, self._held_confirmed = None, False
         await self._start_turn(utterance, speech_end_at=at - self.segmenter.params.stop_s)
 
-    def _echo_floor(self, speech: AgentSpeech | None, now: float) -> float | None:
-        """In mixed forks the agent's own voice is in the caller channel: only speech
-        ``ECHO_MARGIN_DB`` louder than what is being played counts toward barge-in."""
-        if self.call.mix_type != "mixed" or speech is None or not speech.playing(now):
-            return None
-        offset = int(speech.heard_ms(now) * speech.rate / 1000) * 2
-        playing = bytes(speech.audio[offset:offset + 2 * speech.rate // 50])
-        return dbfs(playing) + ECHO_MARGIN_DB if playing else None
-
     async def _silence_agent(self, speech: AgentSpeech, now: float) -> None:
         speech.interrupted_at = now
         self._held, self._held_confirmed = speech, False
@@ -161,6 +140,8 @@ class LocalSession(RealtimeSession):
             return
         self._held_confirmed = True
         self._stop_turn()
+        # The transport records the reply as a turn when told, not after a guessed delay.
+        self.events.put_nowait(BargeInConfirmed(speech=speech))
         heard = speech.heard_text(speech.interrupted_at or 0.0).removeprefix(
             speech.filler).strip()
         if self.history and self.history[-1]["role"] == "assistant":
@@ -184,6 +165,7 @@ class LocalSession(RealtimeSession):
         rest.audio_bytes, rest.complete = len(rest.audio), speech.complete
         self._continuations[id(speech)] = rest
         self.speech = rest
+        await self.events.put(SpeechResumed(speech=speech, continuation=rest))
         if rest.audio or rest.complete:
             await self.events.put(AgentAudio(speech=rest, pcm=bytes(rest.audio),
                                              final=rest.complete, text=rest.text))
@@ -198,27 +180,11 @@ class LocalSession(RealtimeSession):
         return self._stt or stt.get_stt(self.stt_model)
 
     async def _transcribe(self, pcm: bytes) -> stt.Transcription:
-        hints: dict[str, str] = {}
-        if self.vocabulary is not None and settings.TOM_STT_BIAS == "hotwords":
-            hints["hotwords"] = self.vocabulary.hotwords()
-        elif self.vocabulary is not None and settings.TOM_STT_BIAS == "prompt":
-            hints["prompt"] = self.vocabulary.prompt(self.language)
-        async with _slot("stt", settings.TOM_STT_MAX_CONCURRENCY):
-            return await asyncio.to_thread(self._stt_backend().transcribe, pcm,
-                                           rate=self.call.sample_rate, language=self.language,
-                                           **hints)
-
-    def _understood(self, heard: str) -> str:
-        """The transcript with mis-heard catalog terms corrected (the raw one is kept)."""
-        if self.vocabulary is None or not settings.TOM_ENTITY_CORRECTION:
-            return heard
-        from toolhub.entities import correct
-
-        text, corrections = correct(heard, self.vocabulary, language=self.language)
-        if corrections:
-            logger.info("session.entities_corrected", extra={"turn": self._turn,
-                                                             "corrections": len(corrections)})
-        return text
+        hints = stt_hints(vocabulary=self.vocabulary, language=self.language)
+        return await run_in_slot(stage="stt", size=settings.TOM_STT_MAX_CONCURRENCY,
+                                 fn=self._stt_backend().transcribe, args=(pcm,),
+                                 kwargs={"rate": self.call.sample_rate,
+                                         "language": self.language, **hints})
 
     def _transcribe_early(self) -> None:
         """Preemptive STT, as LiveKit's preemptive generation: once the caller has been
@@ -271,7 +237,7 @@ class LocalSession(RealtimeSession):
         try:
             await self._answer_turn(pcm, speech_end_at, turn, cancel, early)
         except TimeoutError:
-            # Every model slot stayed busy for BUSY_WAIT_S: say so instead of going silent.
+            # A model slot stayed busy for slots.BUSY_WAIT_S: say so, not silence.
             metrics.BACKPRESSURE.labels(stage="overload").inc()
             await self._apologise(turn, speech_end_at)
         except Exception as exc:
@@ -286,39 +252,16 @@ class LocalSession(RealtimeSession):
 
     async def _apologise(self, turn: int, speech_end_at: float, *,
                          engine_failed: bool = False) -> None:
-        text = (APOLOGY_DE if self.language.startswith("de") else APOLOGY_EN)
-        speech = AgentSpeech(turn=turn, text=text, rate=self.call.sample_rate,
-                             caller_speech_end_at=speech_end_at)
+        text = apology_text(language=self.language)
         failed = self.speech if self.speech is not None and self.speech.turn == turn else None
-        if failed is not None:  # the turn's record keeps what the caller said
-            speech.caller_text, speech.caller_text_raw = failed.caller_text, failed.caller_text_raw
-            speech.timings, speech.tool_calls = dict(failed.timings), list(failed.tool_calls)
-            if self.history and self.history[-1]["role"] == "user":
-                self.history.append({"role": "assistant", "content": text})
-        pcm = await self._apology_audio(text, speech.rate, engine_failed=engine_failed)
-        speech.clauses.append((text, 0.0))
-        speech.audio += pcm
-        speech.audio_bytes, speech.complete = len(pcm), True
+        if failed is not None and self.history and self.history[-1]["role"] == "user":
+            self.history.append({"role": "assistant", "content": text})
+        pcm = await apology_audio(text=text, rate=self.call.sample_rate, language=self.language,
+                                  turn=self._turn, voice=None if engine_failed else self._engine)
+        speech = apology_speech(text=text, pcm=pcm, turn=turn, rate=self.call.sample_rate,
+                                speech_end_at=speech_end_at, failed=failed)
         self.speech = speech
         await self.events.put(AgentAudio(speech=speech, pcm=pcm, final=True, text=text))
-
-    async def _apology_audio(self, text: str, rate: int, *, engine_failed: bool) -> bytes:
-        """The apology in the call's voice, or in espeak-ng's when that voice is what
-        failed (or fails again here); no audio only when no engine can speak at all."""
-        engines: list[Callable[[], Awaitable[tts.TtsBackend]]] = (
-            [] if engine_failed else [self._engine])
-        engines.append(partial(asyncio.to_thread, tts.fallback_tts, self.language))
-        for engine_for in engines:
-            try:
-                engine = await engine_for()
-                pcm = await asyncio.to_thread(tts.speech_synthesize, engine=engine, text=text)
-                return resample(pcm, engine.rate, rate)
-            except tts.TtsError:
-                logger.warning("session.apology_engine_failed", exc_info=True,
-                               extra={"turn": self._turn})
-        error_count(component="session")
-        logger.error("session.apology_unspoken", extra={"turn": self._turn})
-        return b""
 
     async def _answer_turn(self, pcm: bytes, speech_end_at: float, turn: int,
                            cancel: threading.Event,
@@ -332,25 +275,32 @@ class LocalSession(RealtimeSession):
         metrics.STT_LATENCY.observe(heard.ms / 1000)
         if not heard.text:
             return
-        understood = self._understood(heard.text)
+        understood = transcript_understood(heard=heard.text, vocabulary=self.vocabulary,
+                                           language=self.language, turn=turn)
         await self.events.put(Transcript(role="caller", text=understood, final=True, turn=turn))
         speech = AgentSpeech(turn=turn, text="", rate=rate, caller_text=understood,
                              caller_text_raw=heard.text, caller_speech_end_at=speech_end_at,
                              timings={"stt_ms": heard.ms})
         self.speech = speech
         engine = await self._engine()
-        outcomes = await self._run_tools(await self._route_tools(understood), speech, engine)
+        outcomes = await self._run_tools(await tools_route(
+            hook=self.tools, text=understood, language=self.language, turn=turn), speech, engine)
         self.history.append({"role": "user", "content": tool_hooks.with_facts(
             understood, outcomes, language=self.language)})
         schemas = await self.tools.schemas() if self.tools and not outcomes else []
         calls = await self._speak_reply(self._messages(), speech, cancel, engine, schemas)
         if calls and not cancel.is_set():
-            # The model asked for tools instead of answering: run them, then let it answer
-            # from their results, without tools this time so it cannot loop.
-            outcomes = await self._run_tools(calls[:MAX_TOOL_CALLS], speech, engine)
+            # The model asked for tools (instead of answering, or after a clause such as
+            # "Let me check."): run them, then let it answer from their results, without
+            # tools this time so it cannot loop.
+            outcomes = await self._run_tools(tools_capped(calls=calls, turn=turn), speech,
+                                             engine)
             self.history[-1]["content"] = tool_hooks.with_facts(
                 understood, outcomes, language=self.language)
-            await self._speak_reply(self._messages(), speech, cancel, engine, [])
+            messages = self._messages()
+            if speech.text.strip():  # the caller heard "Let me check.": go on, not again
+                messages.append({"role": "assistant", "content": speech.text.strip()})
+            await self._speak_reply(messages, speech, cancel, engine, [])
         await self._finish_reply(speech)
 
     def _messages(self) -> list[dict[str, Any]]:
@@ -365,90 +315,29 @@ class LocalSession(RealtimeSession):
                                        voice=self.params.piper_voice,
                                        length_scale=self.params.speaking_rate)
 
-    async def _route_tools(self, text: str) -> list[ToolCall]:
-        if self.tools is None:
-            return []
-        try:
-            return await self.tools.route(text=text, language=self.language)
-        except Exception:  # a broken router must not cost the caller the answer
-            error_count(component="toolhub")
-            logger.exception("session.tool_route_failed", extra={"turn": self._turn})
-            return []
-
     async def _run_tools(self, calls: list[ToolCall], speech: AgentSpeech,
                          engine: tts.TtsBackend) -> list[tool_hooks.ToolOutcome]:
-        """Run the turn's tool calls; say a filler if they take longer than the caller
-        should wait in silence. Every call and result is kept for the turn's record."""
-        if not calls or self.tools is None:
-            return []
-        hook = self.tools
-        started = time.perf_counter()
-        runs = asyncio.gather(*(hook.call(c, language=self.language, call_id=self.call_id)
-                                for c in calls))
-        try:
-            outcomes = await asyncio.wait_for(asyncio.shield(runs),
-                                              settings.TOM_TOOL_FILLER_AFTER_MS / 1000)
-        except TimeoutError:
-            if settings.TOM_FEATURE_FILLERS and self.params.fillers and not speech.audio_bytes:
-                await self._say(tool_hooks.filler(self.language), speech, engine, [],
-                                filler=True)
-            outcomes = await runs
-        finally:
-            if not runs.done():
-                runs.cancel()
-        speech.timings.setdefault("tools_ms", 0)
-        speech.timings["tools_ms"] += round((time.perf_counter() - started) * 1000)
-        speech.tool_calls.extend(o.record for o in outcomes)
-        return list(outcomes)
+        # A filler only before anything was said: after "Let me check." it would repeat.
+        filler = (partial(self._say, tool_hooks.filler(self.language), speech, engine, [],
+                          filler=True)
+                  if settings.TOM_FEATURE_FILLERS and self.params.fillers
+                  and not speech.audio_bytes else None)
+        return await tools_run(hook=self.tools, calls=calls, language=self.language,
+                               call_id=self.call_id, speech=speech, say_filler=filler)
 
     async def _speak_reply(self, messages: list[dict[str, Any]], speech: AgentSpeech,
                            cancel: threading.Event, engine: tts.TtsBackend,
                            schemas: list[dict[str, Any]]) -> list[ToolCall]:
-        """Stream one LLM reply into speech; return the tool calls it made instead."""
-        loop = asyncio.get_running_loop()
-        tokens: asyncio.Queue[str | None] = asyncio.Queue()
+        """Stream one LLM reply into speech; return the tool calls it made as well."""
         model: llm_module.LlmBackend = (self._llm if self._llm is not None
                                         else await asyncio.to_thread(llm_module.get_llm))
-        stop = threading.Event()  # this generation only; ``cancel`` is the whole turn's
 
-        def generate() -> None:
-            try:
-                kwargs = {"tools": schemas} if schemas else {}
-                for token in model.stream(messages, cancel=stop, **kwargs):
-                    loop.call_soon_threadsafe(tokens.put_nowait, token)
-            finally:
-                loop.call_soon_threadsafe(tokens.put_nowait, None)
+        async def say(clause: str, spoken: list[str]) -> None:
+            await self._say(clause, speech, engine, spoken)
 
-        chunker, started = Chunker(), time.perf_counter()
-        spoken: list[str] = []
-        async with _slot("llm", settings.TOM_LLM_MAX_CONCURRENCY):
-            producer = loop.run_in_executor(None, generate)
-            try:
-                while (token := await tokens.get()) is not None:
-                    if cancel.is_set():
-                        break
-                    if "llm_first_token_ms" not in speech.timings:
-                        speech.timings["llm_first_token_ms"] = round(
-                            (time.perf_counter() - started) * 1000)
-                        metrics.LLM_LATENCY.observe(speech.timings["llm_first_token_ms"] / 1000)
-                    for clause in chunker.feed(token):
-                        await self._say(clause, speech, engine, spoken)
-                    if self._said_enough(spoken):
-                        break  # the variant's maximum: a phone answer stays short
-                else:
-                    for clause in chunker.flush():
-                        await self._say(clause, speech, engine, spoken)
-            finally:
-                stop.set()
-                await producer
-        for error in chunker.tool_errors:
-            logger.warning("session.tool_call_unparsable", extra={"turn": speech.turn,
-                                                                  "error": error[:200]})
-        return [] if spoken else chunker.tool_calls
-
-    def _said_enough(self, spoken: list[str]) -> bool:
-        sentences = sum(1 for clause in spoken if clause.rstrip().endswith((".", "!", "?")))
-        return sentences >= self.params.max_sentences
+        return await reply_speak(model=model, messages=messages, schemas=schemas,
+                                 cancel=cancel, speech=speech,
+                                 max_sentences=self.params.max_sentences, say=say)
 
     async def _finish_reply(self, speech: AgentSpeech) -> None:
         speech.complete = True
@@ -462,9 +351,14 @@ class LocalSession(RealtimeSession):
     async def _say(self, clause: str, speech: AgentSpeech, engine: tts.TtsBackend,
                    spoken: list[str], *, filler: bool = False) -> None:
         started = time.perf_counter()
-        async with _slot("tts", settings.TOM_TTS_MAX_CONCURRENCY):
-            pcm = await asyncio.to_thread(tts.speech_synthesize, engine=engine, text=clause)
-        pcm = resample(pcm, engine.rate, speech.rate)
+        pcm = await run_in_slot(stage="tts", size=settings.TOM_TTS_MAX_CONCURRENCY,
+                                fn=tts.speech_synthesize, kwargs={"engine": engine,
+                                                                  "text": clause})
+        if self._outbound is None or self._outbound[0] is not speech \
+                or self._outbound[1].in_rate != engine.rate:
+            # One filter for all of a reply's clauses, so they join without a seam.
+            self._outbound = (speech, Resampler(engine.rate, speech.rate))
+        pcm = self._outbound[1].process(pcm)
         if "tts_first_audio_ms" not in speech.timings:
             speech.timings["tts_first_audio_ms"] = round((time.perf_counter() - started) * 1000)
             metrics.TTS_LATENCY.observe(speech.timings["tts_first_audio_ms"] / 1000)

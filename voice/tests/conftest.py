@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.db import connections
 
+from voice import consumers
 from voice.auth import fork_token_mint
 from voice.signals import voiced
 
@@ -35,6 +37,14 @@ class LiveServer:
                        **query)
 
 
+def fork_communicator(call_uuid: str) -> WebsocketCommunicator:
+    """An in-process fork connection (drachtio's subprotocol) with a token for ``call_uuid``."""
+    return WebsocketCommunicator(
+        consumers.ForkConsumer.as_asgi(),
+        f"/ws/fork/?token={fork_token_mint(call_uuid=call_uuid)}",
+        subprotocols=["audio.drachtio.org"])
+
+
 @pytest.fixture
 def live_server_factory(live_server_process: Any) -> Any:
     """Start daphne serving TOM on the test database, with settings overridden first.
@@ -52,7 +62,7 @@ def live_server_echo(live_server_factory: Any) -> LiveServer:
     return live_server_factory()  # type: ignore[no-any-return]
 
 
-__all__ = ["LiveServer", "voiced"]
+__all__ = ["LiveServer", "fork_communicator", "voiced"]
 
 
 def _database_url() -> str:

@@ -13,19 +13,12 @@ from channels.testing import WebsocketCommunicator
 
 from calls.models import Call
 from voice import consumers
-from voice.auth import fork_token_mint
 from voice.session.echo import EchoSession
 from voice.signals import voiced
+from voice.tests.conftest import fork_communicator
 from voice.tests.test_bridge_live import ended_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _communicator(call_uuid: str) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
-        consumers.ForkConsumer.as_asgi(),
-        f"/ws/fork/?token={fork_token_mint(call_uuid=call_uuid)}",
-        subprotocols=["audio.drachtio.org"])
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ async def test_an_unforeseen_prepare_error_ends_the_call_and_frees_its_slot(
 
     monkeypatch.setattr(EchoSession, "prepare", broken)
     call_uuid = str(uuid.uuid4())
-    first = _communicator(call_uuid)
+    first = fork_communicator(call_uuid)
     assert (await first.connect())[0]
     await first.send_to(text_data=json.dumps({"uuid": call_uuid}))
     # The caller is told, in words that leak nothing of the server, and the call closes.
@@ -53,7 +46,7 @@ async def test_an_unforeseen_prepare_error_ends_the_call_and_frees_its_slot(
     assert (call.status, call.end_reason) == (Call.Status.FAILED, Call.EndReason.SERVER_ERROR)
     assert consumers._active == 0
     # The one slot is free again at once, not after the 15-minute call limit.
-    second = _communicator(str(uuid.uuid4()))
+    second = fork_communicator(str(uuid.uuid4()))
     assert (await second.connect())[0]
     await second.disconnect()
     await first.wait()
@@ -68,7 +61,7 @@ async def test_handshakes_arriving_together_cannot_both_take_the_last_slot(
         return await authenticate(**kwargs)
 
     monkeypatch.setattr(consumers, "fork_authenticate", slow)
-    first, second = _communicator(str(uuid.uuid4())), _communicator(str(uuid.uuid4()))
+    first, second = fork_communicator(str(uuid.uuid4())), fork_communicator(str(uuid.uuid4()))
     results = await asyncio.gather(first.connect(), second.connect())
     assert sorted(accepted for accepted, _ in results) == [False, True]
     assert consumers._active == 1
@@ -82,7 +75,7 @@ async def test_a_refused_token_gives_its_reserved_slot_back(one_slot: None) -> N
     refused = WebsocketCommunicator(consumers.ForkConsumer.as_asgi(), "/ws/fork/?token=bad")
     assert (await refused.connect())[0] is False
     assert consumers._active == 0
-    accepted = _communicator(str(uuid.uuid4()))
+    accepted = fork_communicator(str(uuid.uuid4()))
     assert (await accepted.connect())[0]
     await accepted.disconnect()
 
@@ -94,7 +87,7 @@ async def test_audio_queued_while_the_session_prepares_is_no_flood(
 
     monkeypatch.setattr(EchoSession, "prepare", slow_models)
     call_uuid = str(uuid.uuid4())
-    fork = _communicator(call_uuid)
+    fork = fork_communicator(call_uuid)
     assert (await fork.connect())[0]
     await fork.send_to(text_data=json.dumps({"uuid": call_uuid, "sampleRate": 8000}))
     # FreeSWITCH keeps sending in real time meanwhile: 3 s of audio (48 KB, beyond the
@@ -120,7 +113,7 @@ async def test_a_flood_while_the_session_prepares_is_closed_before_the_models_ar
 
     monkeypatch.setattr(EchoSession, "prepare", slow_models)
     call_uuid = str(uuid.uuid4())
-    fork = _communicator(call_uuid)
+    fork = fork_communicator(call_uuid)
     assert (await fork.connect())[0]
     loop = asyncio.get_running_loop()
     await fork.send_to(text_data=json.dumps({"uuid": call_uuid, "sampleRate": 8000}))

@@ -152,11 +152,11 @@ async def test_a_backchannel_silences_the_agent_at_once_then_it_resumes() -> Non
 
 
 async def test_an_overloaded_model_gets_an_apology_not_silence(monkeypatch: Any) -> None:
-    from voice.session import local
+    from voice.session import local, slots
 
-    monkeypatch.setattr(local, "BUSY_WAIT_S", 0.05)
+    monkeypatch.setattr(slots, "BUSY_WAIT_S", 0.05)
     session = _session(ScriptedLlm())
-    busy = local._stage("stt", 1)
+    busy = slots.stage_semaphore(stage="stt", size=1)
     for _ in range(busy._value):  # another call holds every STT slot
         await busy.acquire()  # another call holds the only STT slot
     try:

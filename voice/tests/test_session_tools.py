@@ -54,6 +54,10 @@ class ScriptedHook:
                                    "ok": True})
 
 
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return str(next(m["content"] for m in reversed(messages) if m["role"] == "user"))
+
+
 class ToolAwareLlm:
     """Answers from facts when they are in the prompt; otherwise asks for the tool, the way
     Qwen 0.5B does (a bare JSON object)."""
@@ -66,7 +70,7 @@ class ToolAwareLlm:
                tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
         self.prompts.append([dict(m) for m in messages])
         self.tools_offered.append(bool(tools))
-        if "TP-10098" in messages[-1]["content"]:
+        if "TP-10098" in _last_user(messages):
             reply = "Yes, ATE brake pads, part number TP-10098, cost 46.38 euros."
         else:
             reply = '{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}'
@@ -190,4 +194,100 @@ async def test_the_caller_text_is_corrected_and_the_raw_one_kept(
     assert speech.caller_text_raw == "Do you have break pads for a Volkswagon Golf?"
     assert heard.hints[0] == hints  # Whisper was biased as TOM_STT_BIAS says
     assert llm.prompts[0][-1]["content"].startswith("Do you have brake pads")
+    await session.aclose()
+
+
+class PreambleLlm(ToolAwareLlm):
+    """Says a clause, then calls the tool in Qwen's tags (Hermes style), as Qwen 2.5 does
+    when it announces what it is about to do."""
+
+    def __init__(self, preamble: str = "Let me look that up.") -> None:
+        super().__init__()
+        self.preamble = preamble
+
+    def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+        if "TP-10098" in _last_user(messages):
+            yield from super().stream(messages, cancel=cancel, tools=tools)
+            return
+        self.prompts.append([dict(m) for m in messages])
+        self.tools_offered.append(bool(tools))
+        call = '<tool_call>\n{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}\n'
+        for word in f"{self.preamble} {call}</tool_call>".split(" "):
+            if cancel.is_set():
+                return
+            yield word + " "
+
+
+@pytest.mark.parametrize("max_sentences", [2, 1])
+async def test_a_tool_call_after_a_spoken_clause_runs_and_its_answer_follows(
+        settings: Any, max_sentences: int) -> None:
+    settings.TOM_MAX_SENTENCES = max_sentences  # 1: the clause alone fills the budget
+    llm, hook = PreambleLlm(), ScriptedHook(route=[])
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    assert said[0] == "Let me look that up."
+    assert said[1] == "Yes, ATE brake pads,"  # the answer from the tool's result
+    assert not any("tool_call" in text or "{" in text for text in said)
+    assert hook.calls == [ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7"})]
+    assert llm.tools_offered == [True, False]
+    assert "(Data from our system: parts_lookup:" in llm.prompts[1][-2]["content"]
+    # What the caller already heard is in the prompt, so the answer goes on from it.
+    assert llm.prompts[1][-1] == {"role": "assistant", "content": "Let me look that up."}
+    # The clause stays in the history as what was said, followed by the answer.
+    assert session.history[-1]["content"].startswith("Let me look that up. Yes, ATE")
+    speech = events[-2].speech
+    assert speech.tool_calls == [{"tool": "parts_lookup", "ok": True,
+                                  "arguments": {"vehicle": "Golf 7"}}]
+    await session.aclose()
+
+
+async def test_a_reply_that_talks_on_past_its_budget_stops_there(settings: Any) -> None:
+    settings.TOM_MAX_SENTENCES = 1
+    llm, hook = PreambleLlm("Let me look that up. It takes a second."), ScriptedHook(route=[])
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    # One sentence is the variant's maximum: the model talked on, so generation stopped
+    # before it reached the tool call (nothing after the budget is read or spoken).
+    assert said == ["Let me look that up."]
+    assert hook.calls == [] and llm.tools_offered == [True]
+    await session.aclose()
+
+
+class LoopingLlm(ToolAwareLlm):
+    """Asks for the same tool five times in one reply (a small model looping)."""
+
+    def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+        if "TP-10098" in _last_user(messages):
+            yield from super().stream(messages, cancel=cancel, tools=tools)
+            return
+        self.prompts.append([dict(m) for m in messages])
+        self.tools_offered.append(bool(tools))
+        call = '<tool_call>{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}</tool_call>'
+        yield call * 5
+
+
+async def test_tool_calls_over_the_cap_are_refused_with_a_log_and_a_metric(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import REGISTRY
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("tom_session_tool_calls_refused_total",
+                                         {"reason": "over_cap"}) or 0.0
+
+    before = refused()
+    llm, hook = LoopingLlm(), ScriptedHook(route=[])
+    session = _session(llm, hook)
+    await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
+    events = await _drain(session, Transcript)
+    said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
+    assert said == ["Yes, ATE brake pads,", "part number TP-10098, cost 46.38 euros."]
+    assert len(hook.calls) == 3  # MAX_TOOL_CALLS
+    assert refused() == before + 2
+    assert "session.tool_calls_capped" in caplog.messages
     await session.aclose()
