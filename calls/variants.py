@@ -1,10 +1,16 @@
 """What a policy variant may change about the agent, validated (pydantic) before it is
-saved, and the defaults a call without a variant gets."""
+saved, and the defaults a call without a variant gets.
+
+Whether a variant's models are installed on this server is not calls' business: calls is
+the record and never imports voice (../shared/STYLE.md, "Which way the imports run"). The
+app that owns the models registers a check here from its ``AppConfig.ready()``, the way
+``django.core.checks.register`` lets each app add system checks.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import pydantic
 from django.conf import settings
@@ -53,6 +59,29 @@ class VariantParameters(pydantic.BaseModel):
 def parameters_clean(raw: Any) -> VariantParameters:
     """Parse stored or typed parameters; raises ``pydantic.ValidationError``."""
     return VariantParameters.model_validate(raw or {})
+
+
+class VariantCheck(Protocol):
+    """Looks at valid parameters and returns what is wrong with them on this server, each
+    problem as ``"<field>: <why>"``; an empty list when the variant can run here."""
+
+    def __call__(self, *, params: VariantParameters) -> list[str]: ...
+
+
+_checks: list[VariantCheck] = []
+
+
+def variant_check_register(*, check: VariantCheck) -> VariantCheck:
+    """Add ``check`` to what :func:`variant_problems` asks; registering twice is harmless
+    (``ready()`` may run more than once, e.g. in tests)."""
+    if check not in _checks:
+        _checks.append(check)
+    return check
+
+
+def variant_problems(*, params: VariantParameters) -> list[str]:
+    """What keeps ``params`` from running on this server, by every registered check."""
+    return [problem for check in _checks for problem in check(params=params)]
 
 
 def path_inside(*, path: str, root: Path) -> bool:

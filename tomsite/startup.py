@@ -4,9 +4,9 @@ Django runs its checks for ``manage.py`` commands only, never under daphne or Ce
 so a placeholder secret would otherwise go live. Web (``tomsite.asgi``), worker and beat
 (``tomsite.celery``) call ``startup_checks_run`` and exit on any error. Only the security
 checks run (TOM's secrets, keys and proxy settings, and Django's own deployment
-checks): the model checks (voice.E001-E003) stay with ``manage.py check --deploy``,
-because the worker and beat load no models and the web process reports a missing one
-per call.
+checks): the model and backend checks (voice.E001-E003, E010-E014) stay with
+``manage.py check --deploy``, because the worker and beat load no models and the web
+process reports a missing one per call.
 """
 
 from __future__ import annotations

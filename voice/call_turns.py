@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 
@@ -21,9 +21,6 @@ from calls.models import Call
 from voice.session.events import AgentSpeech
 
 logger = logging.getLogger(__name__)
-
-PLAYOUT_POLL_S = 0.05
-
 
 class TurnLedger:
     """What the transport knows about the call's agent replies, and their turn records.
@@ -39,6 +36,9 @@ class TurnLedger:
         self._undecided: list[AgentSpeech] = []  # cut, the session has not said why yet
         self._origin: dict[AgentSpeech, AgentSpeech] = {}  # continuation -> what it resumes
         self._recorded: set[AgentSpeech] = set()
+        # Turn writes in flight: the hang-up cancels the task that awaits one (it often
+        # ends the call in the same loop turn as the playout report), never the write.
+        self._writes: set[asyncio.Future[Any]] = set()
 
     def is_cut(self, speech: AgentSpeech) -> bool:
         return speech in self._cut
@@ -59,18 +59,15 @@ class TurnLedger:
         self._decided(speech)
         await self._record(speech, now=now)
 
-    async def record_when_played(self, speech: AgentSpeech, *,
-                                 clock: Callable[[], float]) -> None:
-        """Record ``speech`` once the caller has heard all of it, unless it is cut first
-        (then its barge-in decision records it, or its continuation does)."""
-        # Playout is known from elapsed time (or a mark reply); nothing signals it yet.
-        while speech.playing(clock()):  # noqa: ASYNC110
-            await asyncio.sleep(PLAYOUT_POLL_S)
-        # The session stamps the cut as it queues the Interruption: this loop can see it
+    async def record_when_played(self, speech: AgentSpeech) -> None:
+        """Record ``speech`` as soon as the transport reports the caller heard all of it,
+        unless it was cut (then its barge-in decision records it, or its continuation)."""
+        playout = await speech.wait_for_playout()
+        # The session stamps the cut as it queues the Interruption: playout can end
         # before the transport has read that event.
-        if speech in self._cut or speech.interrupted_at is not None:
+        if playout.interrupted or speech in self._cut or speech.interrupted_at is not None:
             return
-        await self._record(speech, now=clock())
+        await self._record(speech, now=playout.at)
 
     async def flush(self, *, latest: AgentSpeech | None, now: float) -> None:
         """At hang-up: replies cut with no decision yet count as barge-ins, and the reply
@@ -79,6 +76,14 @@ class TurnLedger:
             if speech is not None and speech not in self._origin.values():
                 await self._record(speech, now=now)
         self._undecided.clear()
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+
+    def _written(self, write: asyncio.Future[Any]) -> None:
+        self._writes.discard(write)
+        if not write.cancelled() and write.exception() is not None:
+            logger.error("turn.record_failed", exc_info=write.exception(),
+                         extra={"call_id": getattr(self.call, "pk", None)})
 
     def _decided(self, speech: AgentSpeech) -> None:
         if speech in self._undecided:
@@ -94,11 +99,14 @@ class TurnLedger:
         while (origin := self._origin.get(reply)) is not None:
             reply = origin
             heard_ms += reply.heard_ms(self._cut.get(reply, now))
-        await database_sync_to_async(call_services.call_turn_record)(
+        write = asyncio.ensure_future(database_sync_to_async(call_services.call_turn_record)(
             call=self.call, caller_text=reply.caller_text, agent_text=reply.text,
             caller_text_raw=reply.caller_text_raw,
             timings=call_services.TurnTimings(e2e_ms=reply.e2e_ms, **reply.timings),
             barge_in=speech in self._cut, agent_audio_ms=round(reply.audio_ms),
             agent_audio_heard_ms=round(min(heard_ms, reply.audio_ms)),
             tool_calls=reply.tool_calls,
-        )
+        ))
+        self._writes.add(write)
+        write.add_done_callback(self._written)
+        await asyncio.shield(write)

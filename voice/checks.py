@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
-from voice import auth, models
+from voice import auth, backends
 
 
 @register("models", deploy=True)  # deploy-only: migrate must work before tom_models
-def check_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    if settings.TOM_SESSION_BACKEND != "local":
+def check_backends(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each configured STT, LLM, TTS and VAD backend's own ``check()`` (voice.backends):
+    a missing model (E001-E003), a setting that loads nothing (E010), a bad or refused
+    endpoint (E011, E012), a missing espeak-ng or Silero model (E013, E014, W001)."""
+    if settings.TOM_SESSION_BACKEND == "echo":  # echo loads no backend at all
         return []
-    messages: list[CheckMessage] = []
-    # The default and every per-language model (a variant's is checked when it is saved).
-    for name in dict.fromkeys([settings.TOM_STT_MODEL, *settings.TOM_STT_MODELS.values()]):
-        try:
-            stt_dir = models.stt_model_dir(name)
-            problem = "" if (stt_dir / "model.bin").exists() else f"{stt_dir} has no model.bin"
-        except models.ModelError as exc:
-            problem = str(exc)
-        if problem:
-            messages.append(Error(
-                f"STT model {name} is not available: {problem}.",
-                hint="Run `python manage.py tom_models` (whisper-small: `tom_models "
-                     "whisper-small`), or set TOM_STT_MODEL / TOM_STT_MODELS to a "
-                     "CTranslate2 Whisper folder.", id="voice.E001"))
-    if settings.TOM_LLM_BACKEND == "llamacpp" and not Path(models.llm_model_path()).exists():
-        messages.append(Error(f"LLM model {models.llm_model_path()} does not exist.",
-                              hint="Run `python manage.py tom_models`, or set "
-                                   "TOM_LLM_MODEL_PATH to a GGUF file.", id="voice.E002"))
-    if settings.TOM_PIPER_VOICE and not Path(settings.TOM_PIPER_VOICE).exists():
-        messages.append(Error(f"TOM_PIPER_VOICE {settings.TOM_PIPER_VOICE} does not exist.",
-                              hint="Point it at a Piper .onnx voice (its .onnx.json beside it).",
-                              id="voice.E003"))
-    if shutil.which("espeak-ng") is None:
-        messages.append(Warning("espeak-ng is not installed: languages without a Piper voice "
-                                "cannot be spoken.", hint="apt-get install espeak-ng",
-                                id="voice.W001"))
-    return messages
+    return backends.backends_check()
 
 
 @register(Tags.security)

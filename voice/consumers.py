@@ -2,8 +2,11 @@
 
 One consumer per call. The handshake is authenticated before it is accepted (a refusal
 is HTTP 403); the first text frame is the call's metadata; binary frames are the
-caller's audio. Agent audio goes back as the module expects it (voice/protocols).
-Every close ends the Call row with a reason and counts in a metric.
+caller's audio. The consumer admits, parses and budgets frames; the call's record
+(start, policy, session, DTMF, end and its metrics) is voice.call_lifecycle, and what
+the session says reaches the module through voice.call_output, with the module's
+adapter chosen once per connection (voice.transport). Every close ends the Call row
+with a reason and counts in a metric.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from calls import policy, variants
-from calls import services as call_services
 from calls.models import Call
 from tomsite.metrics import error_count
 from voice import metrics
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
-from voice.call_turns import TurnLedger
+from voice.call_lifecycle import (
+    call_lifecycle_answer,
+    call_lifecycle_dtmf,
+    call_lifecycle_end,
+    call_lifecycle_session,
+    call_lifecycle_start,
+    call_lifecycle_stop,
+)
+from voice.call_output import CallOutput
 from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.pcm import decode_inbound
 from voice.models import ModelError
@@ -41,16 +49,7 @@ from voice.protocols.metadata import (
 )
 from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
 from voice.session.base import RealtimeSession
-from voice.session.events import (
-    AgentAudio,
-    BargeInConfirmed,
-    EndCall,
-    Interruption,
-    SpeechResumed,
-    Transcript,
-)
 from voice.session.factory import BackendUnavailable, create_session
-from voice.transport import StreamPacer
 from voice.tts import TtsError
 
 logger = logging.getLogger(__name__)
@@ -80,12 +79,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.call: Call | None = None
         self.start: CallStart | None = None
         self.session: RealtimeSession | None = None
-        self.pacer: StreamPacer | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.preparing = False  # loading the session's models: frames queue meanwhile
         self.pending: deque[tuple[bytes | None, str | None, float]] = deque()
-        self.turns: TurnLedger | None = None  # the call's replies and their turn records
+        # The module's adapter and the turn ledger, fed from the session's events.
+        self.output: CallOutput | None = None
         self.end_reason: str | None = None
         self.counted = False
         self.last_frame_at = loop.time()
@@ -223,16 +222,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
             sample_rate=start.sample_rate, channels=start.channels, encoding=start.encoding,
             factor=settings.TOM_RATE_LIMIT_AUDIO_FACTOR,
             burst_s=settings.TOM_RATE_LIMIT_AUDIO_BURST_S, now=self.loop.time())
-        self.call = await database_sync_to_async(call_services.call_start)(
-            uuid=start.uuid, caller=start.caller, callee=start.callee, direction=start.direction,
-            language=start.language or settings.TOM_LANGUAGE,
-            # Set by TOM's own test calls (greenlights, the nightly synthetic call): the
-            # fork is authenticated, so its metadata is the dialplan's or ours.
-            synthetic=start.extra.get("tomSynthetic") is True,
-            metadata={**start.extra, "mixType": start.mix_type, "sampleRate": start.sample_rate,
-                      "encoding": start.encoding, "mode": self.mode, "flavour": self.flavour},
-        )
-        metrics.CALLS.inc()
+        self.call = await call_lifecycle_start(start=start, mode=self.mode, flavour=self.flavour)
         if self.call.is_ended:
             await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, "call already ended")
             return
@@ -250,15 +240,9 @@ class ForkConsumer(AsyncWebsocketConsumer):
     async def _start_session(self, start: CallStart, extras: list[Any]) -> None:
         if self.call is None:  # set by _receive_metadata before this task starts
             return
-        self.turns = TurnLedger(call=self.call)
         try:
-            params = None
-            if settings.TOM_FEATURE_RL:
-                variant = await database_sync_to_async(policy.call_policy_assign)(
-                    call=self.call)
-                params = variants.parameters_clean(variant.parameters) if variant else None
-            self.session = create_session(call=start, call_id=self.call.pk, params=params)
-            await self.session.prepare()
+            self.session = session = await call_lifecycle_session(call=self.call, start=start,
+                                                                  create=create_session)
         except (BackendUnavailable, ModelError, TtsError) as exc:
             self.preparing = False
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
@@ -273,12 +257,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
             return
         # Frames queued while models loaded are not idleness: restart the idle clock.
         self.last_frame_at = self.loop.time()
-        await database_sync_to_async(call_services.call_answer)(call=self.call)
+        await call_lifecycle_answer(call=self.call)
         self.framer = FrameBuffer(frame_bytes(start.sample_rate))
-        if self.mode == "stream":
-            self.pacer = StreamPacer(send=self.send, rate=start.sample_rate)
-            self._spawn(self.pacer.run(), "pacer")
-        self._spawn(self._forward_events(), "events")
+        self.output = CallOutput(call=self.call, session=session, flavour=self.flavour,
+                                 mode=self.mode, send=self.send, spawn=self._spawn,
+                                 hang_up=self._hang_up, now=self.loop.time)
+        self.output.start()
         logger.info("fork.call_started", extra={"call_id": self.call.pk, "mode": self.mode,
                                                 "rate": start.sample_rate})
         for extra in extras:  # drachtio glued later texts onto the metadata frame
@@ -328,94 +312,22 @@ class ForkConsumer(AsyncWebsocketConsumer):
         raw = value.get("data")
         data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if value.get("type") == "dtmf" and self.call is not None:
-            # FreeSWITCH relays keyed-in digits with `uuid_audio_fork <uuid> send_text
-            # {"type":"dtmf","data":{"digit":"5"}}` (a rating, for the policy's reward).
-            if (refusal := self.dtmf.refusal(self.loop.time())) is not None:
-                metrics.DTMF_IGNORED.labels(reason=refusal).inc()  # a flood costs no writes
-                logger.info("fork.dtmf_ignored", extra={"call_id": self.call.pk,
-                                                        "reason": refusal})
-                return
-            digits = str(data.get("digit") or data.get("digits") or "")[:32]
-            try:
-                self.call = await database_sync_to_async(call_services.call_dtmf_record)(
-                    call=self.call, digits=digits)
-            except ValueError:
-                logger.info("fork.dtmf_ignored", extra={"call_id": self.call.pk})
-            return
-        if value.get("type") == "mark" and self.pacer is not None:
-            self.pacer.mark_event(str(data.get("name", "")), str(data.get("event", "")),
-                                  self.loop.time())
-
-    # --- outbound --------------------------------------------------------------------
-    async def _forward_events(self) -> None:
-        session, turns = self.session, self.turns
-        if session is None or turns is None:
-            return
-        while True:
-            # System events (interruption, the barge-in decision, hang-up) come first.
-            event = await session.events.get()
-            if isinstance(event, AgentAudio):
-                await self._send_audio(event, turns)
-            elif isinstance(event, Transcript):
-                await self.send(text_data=outbound.transcription(
-                    role=event.role, text=event.text, final=event.final, turn=event.turn))
-            elif isinstance(event, Interruption):
-                await self._interrupt(event, turns)
-            elif isinstance(event, BargeInConfirmed):
-                self._spawn(turns.confirmed(event.speech, now=self.loop.time()), "record")
-            elif isinstance(event, SpeechResumed):
-                turns.resumed(event.speech, event.continuation)
-            elif isinstance(event, EndCall):
-                await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
-                                message=outbound.disconnect(event.reason))
-                return
-
-    async def _send_audio(self, event: AgentAudio, turns: TurnLedger) -> None:
-        speech, now = event.speech, self.loop.time()
-        if turns.is_cut(speech):
-            return  # data frames of an interrupted utterance are dropped
-        if not event.pcm and not event.final:
-            return
-        if speech.first_sent_at is None and event.pcm:
-            speech.first_sent_at = now
-            if speech.e2e_ms is not None:
-                metrics.E2E_LATENCY.observe(speech.e2e_ms / 1000)
-        text = event.text or speech.text
-        if self.pacer is not None:
-            self.pacer.write(speech, event.pcm, final=event.final)
-        elif not event.pcm:
-            pass  # file modes: the end of an utterance needs no message of its own
-        elif self.flavour == "audio_stream":
-            await self.send(text_data=outbound.stream_audio(pcm=event.pcm, rate=speech.rate,
-                                                            text=text))
-        else:
-            await self.send(text_data=outbound.play_audio(pcm=event.pcm, rate=speech.rate,
-                                                          text=text))
-        if event.final:
-            self._spawn(turns.record_when_played(speech, clock=self.loop.time), "record")
-
-    async def _interrupt(self, event: Interruption, turns: TurnLedger) -> None:
-        now = self.loop.time()
-        turns.interrupted(event.speech, at=now)
-        if self.pacer is not None:
-            self.pacer.clear()
-        await self.send(text_data=outbound.kill_audio())
-        metrics.BARGE_IN_LATENCY.observe(max(0.0, now - event.speech_onset_at))
+            self.call = await call_lifecycle_dtmf(
+                call=self.call, digits=str(data.get("digit") or data.get("digits") or ""),
+                limit=self.dtmf, now=self.loop.time())
+        elif self.output is not None:
+            self.output.control(value)
 
     # --- ending ----------------------------------------------------------------------
     async def _graceful_shutdown(self) -> None:
-        session = self.session
-        if session is None:
-            return
-        await session.end_of_input(at=self.loop.time())
-        deadline = self.loop.time() + GRACEFUL_DRAIN_S
-        # Let the last answer reach the caller before closing; bounded by the deadline.
-        while self.loop.time() < deadline and (  # noqa: ASYNC110
-            not session.events.empty()
-            or (session.speech is not None and session.speech.playing(self.loop.time()))
-        ):
-            await asyncio.sleep(0.02)
+        if self.output is not None:  # let the last answer reach the caller first
+            await self.output.finish_speaking(limit_s=GRACEFUL_DRAIN_S)
         await self._end(Call.EndReason.GRACEFUL_SHUTDOWN, failed=False, code=CLOSE_NORMAL)
+
+    async def _hang_up(self, reason: str) -> None:
+        """The session ends the call (its ``EndCall``)."""
+        await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
+                        message=outbound.disconnect(reason))
 
     async def _watchdog(self) -> None:
         started = self.loop.time()
@@ -461,22 +373,10 @@ class ForkConsumer(AsyncWebsocketConsumer):
         for task in list(self.tasks):
             if task is not current:
                 task.cancel()
-        if self.session is not None:
-            session, self.session = self.session, None
-            await session.aclose()
-            if self.turns is not None:
-                await self.turns.flush(latest=session.speech, now=self.loop.time())
-        if self._release():
-            metrics.CALLS_ENDED.labels(reason=reason).inc()
-            if failed:
-                metrics.CALLS_FAILED.labels(reason=reason).inc()
-        if self.call is not None and not self.call.is_ended:
-            call = await database_sync_to_async(call_services.call_end)(
-                call=self.call, reason=reason, failed=failed, detail=detail)
-            if call.duration is not None:
-                metrics.CALL_DURATION.observe(call.duration.total_seconds())
-        logger.info("fork.closed", extra={"call_id": getattr(self.call, "pk", None),
-                                          "reason": reason, "failed": failed})
+        session, self.session = self.session, None
+        await call_lifecycle_stop(session=session, output=self.output)
+        await call_lifecycle_end(call=self.call, reason=reason, failed=failed, detail=detail,
+                                 counted=self._release())
 
 
 class AudioStreamConsumer(ForkConsumer):

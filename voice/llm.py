@@ -17,13 +17,31 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Error
 
-from voice import models
+from voice import backends, models
 
 Message = dict[str, Any]
 
 
 class LlmBackend(abc.ABC):
+    """What ``TOM_LLM_BACKEND`` names: built once per ``settings_key`` (voice.backends)."""
+
+    @classmethod
+    def from_settings(cls) -> LlmBackend:
+        """A backend configured from settings."""
+        return cls()
+
+    @classmethod
+    def settings_key(cls) -> tuple[Any, ...]:
+        """What ``from_settings`` reads: instances are shared while it stays the same."""
+        return ()
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """System-check messages about this backend's configuration."""
+        return []
+
     @abc.abstractmethod
     def stream(self, messages: list[Message], *, cancel: threading.Event,
                tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
@@ -69,6 +87,22 @@ class LlamaCppLlm(LlmBackend):
             max_tokens=1,
         )
 
+    @classmethod
+    def from_settings(cls) -> LlmBackend:
+        return cls(str(models.llm_model_path()))
+
+    @classmethod
+    def settings_key(cls) -> tuple[Any, ...]:
+        return (str(models.llm_model_path()),)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        if models.llm_model_path().exists():
+            return []
+        return [Error(f"LLM model {models.llm_model_path()} does not exist.",
+                      hint="Run `python manage.py tom_models`, or set TOM_LLM_MODEL_PATH to a "
+                           "GGUF file.", id="voice.E002")]
+
     def stream(self, messages: list[Message], *, cancel: threading.Event,
                tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
         with self._lock:
@@ -88,28 +122,10 @@ class LlamaCppLlm(LlmBackend):
                     yield str(content)
 
 
-_lock = threading.Lock()
-_loaded: dict[tuple[Any, ...], LlmBackend] = {}
-
-
 def get_llm() -> LlmBackend:
     """The process-wide LLM backend from ``TOM_LLM_BACKEND``."""
-    backend = settings.TOM_LLM_BACKEND
-    key: tuple[Any, ...] = (backend, str(models.llm_model_path()) if backend == "llamacpp"
-                            else settings.TOM_PROVIDER_BASE_URL + settings.OLLAMA_HOST)
-    with _lock:
-        if key not in _loaded:
-            if backend == "llamacpp":
-                _loaded[key] = LlamaCppLlm(str(models.llm_model_path()))
-            elif backend == "ollama":
-                from voice.providers import OllamaLlm
-
-                _loaded[key] = OllamaLlm()
-            else:
-                from voice.providers import OpenAiLlm
-
-                _loaded[key] = OpenAiLlm()
-        return _loaded[key]
+    backend: LlmBackend = backends.backend_instance("llm")
+    return backend
 
 
 def system_prompt(*, language: str) -> str:

@@ -210,7 +210,11 @@ def long_prompt() -> str:
 def _check_llm(audio: dict[str, Any]) -> dict[str, Any]:
     from django.conf import settings
 
-    if settings.TOM_LLM_BACKEND != "llamacpp":
+    from voice import backends
+    from voice.llm import LlamaCppLlm
+
+    # Any spelling that names llama.cpp (alias or dotted path) runs the local model.
+    if not issubclass(backends.backend_class("llm"), LlamaCppLlm):
         raise _Skip(f"TOM_LLM_BACKEND={settings.TOM_LLM_BACKEND}: no local llama.cpp model")
     from llama_cpp import Llama
 

@@ -1,8 +1,9 @@
 """Model backends over HTTP: OpenAI-compatible servers (vLLM, llama.cpp's server, Ollama's
 ``/v1``, clouds) and Ollama's native ``/api/chat``.
 
-Each checks the endpoint against the egress policy before its first request. Chat streams
-token deltas (SSE for OpenAI, NDJSON for Ollama); STT posts a WAV to
+Each checks the endpoint against the egress policy before its first request, and its
+``check()`` reports a malformed or refused endpoint as a system check (voice.backends).
+Chat streams token deltas (SSE for OpenAI, NDJSON for Ollama); STT posts a WAV to
 ``/v1/audio/transcriptions``; TTS asks ``/v1/audio/speech`` for raw 16-bit PCM.
 """
 
@@ -18,7 +19,9 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.core.checks import CheckMessage
 
+from voice.backends import endpoint_check
 from voice.egress import check_endpoint
 from voice.llm import LlmBackend, Message, tool_call_text
 from voice.stt import SttBackend, Transcription
@@ -35,10 +38,27 @@ def _client(base_url: str) -> httpx.Client:
                         timeout=settings.TOM_PROVIDER_TIMEOUT_S)
 
 
+def _provider_key(model: str) -> tuple[Any, ...]:
+    return (settings.TOM_PROVIDER_BASE_URL, settings.TOM_PROVIDER_API_KEY,
+            settings.TOM_PROVIDER_TIMEOUT_S, model)
+
+
+def _provider_check() -> list[CheckMessage]:
+    return endpoint_check(url=settings.TOM_PROVIDER_BASE_URL, setting="TOM_PROVIDER_BASE_URL")
+
+
 class OpenAiLlm(LlmBackend):
     def __init__(self, base_url: str | None = None, model: str | None = None) -> None:
         self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
         self.model = model or settings.TOM_PROVIDER_LLM_MODEL
+
+    @classmethod
+    def settings_key(cls) -> tuple[Any, ...]:
+        return _provider_key(settings.TOM_PROVIDER_LLM_MODEL)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        return _provider_check()
 
     def stream(self, messages: list[Message], *, cancel: threading.Event,
                tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
@@ -84,6 +104,14 @@ class OllamaLlm(LlmBackend):
         self.client = ollama.Client(host=host, timeout=settings.TOM_PROVIDER_TIMEOUT_S)
         self.model = model or settings.TOM_OLLAMA_MODEL
 
+    @classmethod
+    def settings_key(cls) -> tuple[Any, ...]:
+        return (settings.OLLAMA_HOST, settings.TOM_PROVIDER_TIMEOUT_S, settings.TOM_OLLAMA_MODEL)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        return endpoint_check(url=settings.OLLAMA_HOST, setting="OLLAMA_HOST")
+
     def stream(self, messages: list[Message], *, cancel: threading.Event,
                tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
         options = {"num_predict": settings.TOM_LLM_MAX_TOKENS,
@@ -103,6 +131,15 @@ class OpenAiStt(SttBackend):
     def __init__(self, base_url: str | None = None, model: str | None = None) -> None:
         self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
         self.model = model or settings.TOM_PROVIDER_STT_MODEL
+
+    @classmethod
+    def settings_key(cls, *, model: str | None = None) -> tuple[Any, ...]:
+        # ``model`` names a local Whisper model (a variant's choice): the server has its own.
+        return _provider_key(settings.TOM_PROVIDER_STT_MODEL)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        return _provider_check()
 
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
                    hotwords: str = "", prompt: str = "") -> Transcription:
@@ -135,6 +172,16 @@ class OpenAiTts(TtsBackend):
         self.client = _client(base_url or settings.TOM_PROVIDER_BASE_URL)
         self.model = model or settings.TOM_PROVIDER_TTS_MODEL
         self.voice = voice or settings.TOM_PROVIDER_TTS_VOICE
+
+    @classmethod
+    def settings_key(cls, *, language: str, voice: str = "",
+                     length_scale: float | None = None) -> tuple[Any, ...]:
+        # A variant's Piper voice and length scale mean nothing to the server's voice.
+        return (*_provider_key(settings.TOM_PROVIDER_TTS_MODEL), settings.TOM_PROVIDER_TTS_VOICE)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        return _provider_check()
 
     def synthesize(self, text: str) -> bytes:
         response = self.client.post("audio/speech", json={

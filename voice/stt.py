@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.checks import CheckMessage, Error
 
-from voice import models
+from voice import backends, models
 from voice.dsp.resample import resample
 
 WHISPER_RATE = 16000
@@ -54,6 +54,23 @@ class Transcription:
 
 
 class SttBackend(abc.ABC):
+    """What ``TOM_STT_BACKEND`` names: built once per ``settings_key`` (voice.backends)."""
+
+    @classmethod
+    def from_settings(cls, *, model: str | None = None) -> SttBackend:
+        """A backend configured from settings; ``model`` is a call's model choice."""
+        return cls()
+
+    @classmethod
+    def settings_key(cls, *, model: str | None = None) -> tuple[Any, ...]:
+        """What ``from_settings`` reads: instances are shared while it stays the same."""
+        return (model,)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """System-check messages about this backend's configuration."""
+        return []
+
     @abc.abstractmethod
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
                    hotwords: str = "", prompt: str = "") -> Transcription:
@@ -88,6 +105,35 @@ class WhisperStt(SttBackend):
             model_dir == models.tiny_en_dir())
         self.beam_size = beam_size
 
+    @classmethod
+    def from_settings(cls, *, model: str | None = None) -> SttBackend:
+        return cls(models.stt_model_dir(model), device=settings.TOM_STT_DEVICE,
+                   compute_type=settings.TOM_STT_COMPUTE_TYPE,
+                   beam_size=settings.TOM_STT_BEAM_SIZE)
+
+    @classmethod
+    def settings_key(cls, *, model: str | None = None) -> tuple[Any, ...]:
+        return (str(models.stt_model_dir(model)), settings.TOM_STT_DEVICE,
+                settings.TOM_STT_COMPUTE_TYPE, settings.TOM_STT_BEAM_SIZE)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        messages: list[CheckMessage] = []
+        # The default and every per-language model (a variant's is checked when saved).
+        for name in dict.fromkeys([settings.TOM_STT_MODEL, *settings.TOM_STT_MODELS.values()]):
+            try:
+                stt_dir = models.stt_model_dir(name)
+                problem = "" if (stt_dir / "model.bin").exists() else f"{stt_dir} has no model.bin"
+            except models.ModelError as exc:
+                problem = str(exc)
+            if problem:
+                messages.append(Error(
+                    f"STT model {name} is not available: {problem}.",
+                    hint="Run `python manage.py tom_models` (whisper-small: `tom_models "
+                         "whisper-small`), or set TOM_STT_MODEL / TOM_STT_MODELS to a "
+                         "CTranslate2 Whisper folder.", id="voice.E001"))
+        return messages
+
     def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
                    hotwords: str = "", prompt: str = "") -> Transcription:
         started = time.perf_counter()
@@ -111,18 +157,7 @@ class WhisperStt(SttBackend):
                              ms=round((time.perf_counter() - started) * 1000))
 
 
-_lock = threading.Lock()
-_loaded: dict[tuple[Any, ...], SttBackend] = {}
-
-
 def get_stt(model: str | None = None) -> SttBackend:
-    """The process-wide STT backend for ``model`` (default ``TOM_STT_MODEL``)."""
-    model_dir = models.stt_model_dir(model)
-    key = (str(model_dir), settings.TOM_STT_DEVICE, settings.TOM_STT_COMPUTE_TYPE,
-           settings.TOM_STT_BEAM_SIZE)
-    with _lock:
-        if key not in _loaded:
-            _loaded[key] = WhisperStt(model_dir, device=settings.TOM_STT_DEVICE,
-                                      compute_type=settings.TOM_STT_COMPUTE_TYPE,
-                                      beam_size=settings.TOM_STT_BEAM_SIZE)
-        return _loaded[key]
+    """The process-wide ``TOM_STT_BACKEND`` for ``model`` (default ``TOM_STT_MODEL``)."""
+    backend: SttBackend = backends.backend_instance("stt", model=model)
+    return backend

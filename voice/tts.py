@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
 
-from voice import models
+from voice import backends, models
 
 ESPEAK_TIMEOUT_S = 20
 # Less audio than this for text with words in it is an engine that said nothing: espeak-ng
@@ -35,7 +36,30 @@ def speakable(text: str) -> bool:
 
 
 class TtsBackend(abc.ABC):
+    """What ``TOM_TTS_BACKEND`` names: built once per ``settings_key`` (voice.backends).
+
+    ``language``, ``voice`` (a Piper .onnx path) and ``length_scale`` come from the
+    call's policy variant; a backend uses what applies to it.
+    """
+
     rate: int
+
+    @classmethod
+    def from_settings(cls, *, language: str, voice: str = "",
+                      length_scale: float | None = None) -> TtsBackend:
+        """A backend configured from settings for one call's language and variant."""
+        return cls()
+
+    @classmethod
+    def settings_key(cls, *, language: str, voice: str = "",
+                     length_scale: float | None = None) -> tuple[Any, ...]:
+        """What ``from_settings`` reads: instances are shared while it stays the same."""
+        return (_language(language), voice, length_scale)
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """System-check messages about this backend's configuration."""
+        return []
 
     @abc.abstractmethod
     def synthesize(self, text: str) -> bytes:
@@ -67,6 +91,35 @@ class PiperTts(TtsBackend):
         self.rate = int(self.voice.config.sample_rate)
         self.config = SynthesisConfig(length_scale=length_scale)
 
+    @classmethod
+    def from_settings(cls, *, language: str, voice: str = "",
+                      length_scale: float | None = None) -> TtsBackend:
+        if not _piper_speaks(language=language, voice=voice):
+            return EspeakTts.from_settings(language=language, length_scale=length_scale)
+        return cls(Path(voice) if voice else models.piper_voice_path(),
+                   length_scale=_scale(length_scale))
+
+    @classmethod
+    def settings_key(cls, *, language: str, voice: str = "",
+                     length_scale: float | None = None) -> tuple[Any, ...]:
+        if not _piper_speaks(language=language, voice=voice):
+            return EspeakTts.settings_key(language=language, length_scale=length_scale)
+        return ("piper", str(Path(voice) if voice else models.piper_voice_path()),
+                _scale(length_scale))
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        messages: list[CheckMessage] = []
+        if settings.TOM_PIPER_VOICE and not Path(settings.TOM_PIPER_VOICE).exists():
+            messages.append(Error(f"TOM_PIPER_VOICE {settings.TOM_PIPER_VOICE} does not exist.",
+                                  hint="Point it at a Piper .onnx voice (its .onnx.json "
+                                       "beside it).", id="voice.E003"))
+        if shutil.which("espeak-ng") is None:
+            messages.append(Warning("espeak-ng is not installed: languages without a Piper "
+                                    "voice cannot be spoken.", hint="apt-get install espeak-ng",
+                                    id="voice.W001"))
+        return messages
+
     def synthesize(self, text: str) -> bytes:
         pcm = b"".join(chunk.audio_int16_bytes
                        for chunk in self.voice.synthesize(text, syn_config=self.config))
@@ -85,6 +138,25 @@ class EspeakTts(TtsBackend):
         if binary is None:
             raise TtsError("espeak-ng is not installed (apt-get install espeak-ng)")
         self.binary, self.voice, self.speed = binary, voice, speed_wpm
+
+    @classmethod
+    def from_settings(cls, *, language: str, voice: str = "",
+                      length_scale: float | None = None) -> TtsBackend:
+        return cls(settings.TOM_ESPEAK_VOICE or _language(language),
+                   speed_wpm=_espeak_speed(_scale(length_scale)))
+
+    @classmethod
+    def settings_key(cls, *, language: str, voice: str = "",
+                     length_scale: float | None = None) -> tuple[Any, ...]:
+        return ("espeak", settings.TOM_ESPEAK_VOICE or _language(language),
+                _espeak_speed(_scale(length_scale)))
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        if shutil.which("espeak-ng") is not None:
+            return []
+        return [Error("TOM_TTS_BACKEND is espeak but espeak-ng is not installed: no call "
+                      "could be spoken.", hint="apt-get install espeak-ng", id="voice.E013")]
 
     def synthesize(self, text: str) -> bytes:
         # The text goes in on stdin, never as an argument: a clause such as
@@ -113,37 +185,46 @@ class EspeakTts(TtsBackend):
         return pcm
 
 
-_lock = threading.Lock()
-_loaded: dict[tuple[Any, ...], TtsBackend] = {}
+def _language(language: str) -> str:
+    return (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
+
+
+def _scale(length_scale: float | None) -> float:
+    return settings.TOM_TTS_LENGTH_SCALE if length_scale is None else length_scale
+
+
+def _espeak_speed(scale: float) -> int:
+    """``TOM_ESPEAK_SPEED_WPM`` slowed by the length scale, within espeak-ng's range."""
+    return max(80, min(450, round(settings.TOM_ESPEAK_SPEED_WPM / scale)))
+
+
+def _piper_speaks(*, language: str, voice: str) -> bool:
+    # The packaged voice is English; a configured or variant voice speaks its language.
+    return bool(voice or settings.TOM_PIPER_VOICE) or _language(language) == "en"
 
 
 def get_tts(language: str, *, voice: str = "", length_scale: float | None = None
             ) -> TtsBackend:
-    """The engine for ``language``: Piper when a Piper voice speaks it, else espeak-ng.
+    """The ``TOM_TTS_BACKEND`` engine for ``language``; ``piper`` speaks through
+    espeak-ng where no Piper voice speaks the language.
 
     ``voice`` (a Piper .onnx path) and ``length_scale`` come from a policy variant; the
     length scale slows espeak-ng too (``TOM_ESPEAK_SPEED_WPM`` divided by it).
     """
-    lang = (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
-    use_piper = settings.TOM_TTS_ENGINE == "piper" and (
-        bool(voice or settings.TOM_PIPER_VOICE) or lang == "en")  # the packaged voice is English
-    voice_path = Path(voice) if voice else models.piper_voice_path()
-    scale = settings.TOM_TTS_LENGTH_SCALE if length_scale is None else length_scale
-    speed = max(80, min(450, round(settings.TOM_ESPEAK_SPEED_WPM / scale)))
-    if not use_piper:
-        return _espeak(settings.TOM_ESPEAK_VOICE or lang, speed)
-    key = ("piper", str(voice_path), scale)
-    with _lock:
-        if key not in _loaded:
-            _loaded[key] = PiperTts(voice_path, length_scale=scale)
-        return _loaded[key]
+    engine: TtsBackend = backends.backend_instance(
+        "tts", language=language, voice=voice, length_scale=length_scale)
+    return engine
 
 
 def fallback_tts(language: str) -> TtsBackend:
     """espeak-ng in ``language`` at the configured speed: what speaks an apology when the
     call's own engine is the part that failed. Raises ``TtsError`` without espeak-ng."""
-    lang = (language or settings.TOM_LANGUAGE or "en").split("-")[0].lower()
-    return _espeak(settings.TOM_ESPEAK_VOICE or lang, settings.TOM_ESPEAK_SPEED_WPM)
+    return _espeak(settings.TOM_ESPEAK_VOICE or _language(language),
+                   settings.TOM_ESPEAK_SPEED_WPM)
+
+
+_lock = threading.Lock()
+_loaded: dict[tuple[Any, ...], TtsBackend] = {}
 
 
 def _espeak(voice: str, speed: int) -> TtsBackend:

@@ -4,8 +4,10 @@ Data frames (agent audio, transcripts) are ordered and dropped on barge-in; syst
 (interruption, the barge-in decision, end of call) travel on a lane of their own and
 overtake every data frame still queued, as Pipecat's ``SystemFrame`` does
 (``frames/frames.py``). ``AgentSpeech`` is the handle of one agent utterance: the
-transport stamps when its audio went out and how much of it was played, so the session
-keeps in history only what the caller heard.
+transport reports when its playout started and when it finished (how much was played,
+and whether it was cut), so the session keeps in history only what the caller heard and
+the turn ledger and graceful shutdown await the end of playout instead of polling for it,
+as LiveKit's ``SpeechHandle.wait_for_playout()`` (``voice/speech_handle.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voice.dsp.pcm import pcm_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Playout:
+    """How an utterance's playout ended, as its transport reported it."""
+
+    played_ms: float  # audio the caller heard
+    interrupted: bool  # cut (barge-in, hang-up) rather than played to its end
+    at: float  # loop time of the report
 
 
 @dataclass(eq=False)
@@ -32,7 +43,7 @@ class AgentSpeech:
     audio_bytes: int = 0
     complete: bool = False  # the last audio of the utterance has been produced
     first_sent_at: float | None = None
-    played_ms: float | None = None  # confirmed by the module (jambonz marks)
+    played_ms: float | None = None  # reported by the transport when playout ended
     interrupted_at: float | None = None
     # (clause text, ms of audio before it) in order, so the heard part can be cut out.
     clauses: list[tuple[str, float]] = field(default_factory=list)
@@ -46,6 +57,36 @@ class AgentSpeech:
     # while they ran ("One moment, let me check."), which is not part of the answer.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     filler: str = ""
+    # Set once, by the transport, when playout ends; ``wait_for_playout`` wakes on it.
+    playout: Playout | None = None
+    _started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def playout_started(self, *, at: float) -> None:
+        """The transport: the caller's line began playing this utterance at ``at``."""
+        if self.first_sent_at is None:
+            self.first_sent_at = at
+        self._started.set()
+
+    def playout_finished(self, *, played_ms: float, interrupted: bool, at: float) -> None:
+        """The transport: playout ended at ``at`` with ``played_ms`` heard. The first
+        report stands: a ``cleared`` mark after the kill repeats what the cut said."""
+        if self.playout is not None:
+            return
+        self.played_ms = max(0.0, min(played_ms, self.audio_ms))
+        self.playout = Playout(played_ms=self.played_ms, interrupted=interrupted, at=at)
+        self._finished.set()
+
+    @property
+    def playout_began(self) -> bool:
+        return self._started.is_set()
+
+    async def wait_for_playout(self) -> Playout:
+        """Until the transport reports the end of playout (played out, or cut)."""
+        await self._finished.wait()
+        if self.playout is None:  # set before the event, always
+            raise RuntimeError("playout finished without a report")
+        return self.playout
 
     @property
     def spoken_text(self) -> str:
@@ -98,7 +139,8 @@ class AgentSpeech:
 
     def playing(self, now: float) -> bool:
         """Whether the caller is (probably) hearing this utterance right now."""
-        if self.interrupted_at is not None or self.first_sent_at is None:
+        if self.playout is not None or self.interrupted_at is not None \
+                or self.first_sent_at is None:
             return False
         if not self.complete:
             return True
@@ -183,17 +225,37 @@ class SessionEvents:
     frame: an interruption put behind a second of queued audio is the next thing read.
     Each lane keeps its own order. Unbounded, like the ``asyncio.Queue`` it replaces:
     ``put`` never waits, so ``put_nowait`` is the same call for code that cannot await.
+    As with ``asyncio.Queue``, the reader calls ``task_done`` once it has handled an
+    event, and ``join`` waits until every event put has been handled (graceful shutdown:
+    the transport has sent all the session had to say).
     """
 
     def __init__(self) -> None:
         self._system: deque[SessionEvent] = deque()
         self._data: deque[SessionEvent] = deque()
         self._ready = asyncio.Event()
+        self._unfinished = 0
+        self._handled = asyncio.Event()
+        self._handled.set()
 
     def put_nowait(self, event: SessionEvent) -> None:
         lane = self._system if isinstance(event, SystemEvent) else self._data
         lane.append(event)
+        self._unfinished += 1
+        self._handled.clear()
         self._ready.set()
+
+    def task_done(self) -> None:
+        """The reader has handled one event it got."""
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called more times than events were put")
+        self._unfinished -= 1
+        if self._unfinished == 0:
+            self._handled.set()
+
+    async def join(self) -> None:
+        """Until every event put so far has been got and handled."""
+        await self._handled.wait()
 
     async def put(self, event: SessionEvent) -> None:
         self.put_nowait(event)

@@ -31,7 +31,7 @@ class UtteranceSegmenter:
         self.params = VadParams(frame_s=FRAME_S, start_s=settings.TOM_VAD_START_MS / 1000,
                                 stop_s=(stop_ms or settings.TOM_VAD_STOP_MS) / 1000)
         self.vad = VadMachine(self.params)
-        self.classifier = make_classifier(rate=rate, engine=settings.TOM_VAD_ENGINE,
+        self.classifier = make_classifier(rate=rate,  # the engine TOM_VAD_BACKEND names
                                           aggressiveness=settings.TOM_VAD_AGGRESSIVENESS)
         # Frames before the VAD confirms speech belong to the utterance too.
         self._preroll: deque[bytes] = deque(maxlen=self.params.start_frames + 2)

@@ -68,8 +68,9 @@ async def test_audio_at_twice_real_time_is_closed_within_seconds(
         _send_paced(fast, frame=frame, per_s=100, seconds=10),
         _send_paced(steady, frame=frame, per_s=62.5, seconds=6))
     code, _ = await _close_of(fast)
-    # 2 s of burst drained at 0.5x real time: about 4 s.
-    assert code == 1008 and 3 < took < 6, (code, took)
+    # 2 s of burst drained at 0.5x real time: about 4 s (without the burst allowance it
+    # would be at once; a loaded machine sends late frames in clumps, so a margin below).
+    assert code == 1008 and 2.5 < took < 6, (code, took)
     assert (await ended_call(fast_uuid)).end_reason == Call.EndReason.RATE_LIMITED
     assert steady_took >= 6 and steady.close_code is None
     await steady.close()

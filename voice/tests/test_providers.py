@@ -10,13 +10,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from voice import models
+from voice import llm, models, stt, tts
 from voice.egress import EgressRefused, check_endpoint, endpoint_is_local
 from voice.protocols.metadata import CallStart
 from voice.providers import OllamaLlm, OpenAiLlm, OpenAiStt, OpenAiTts
@@ -35,11 +36,20 @@ def test_egress_policy() -> None:
         check_endpoint("https://93.184.216.34/v1")
 
 
-def test_provider_session_is_refused_for_a_public_endpoint() -> None:
+async def test_a_session_on_a_public_endpoint_is_refused_before_the_call_is_answered(
+        ) -> None:
     call = CallStart(uuid="p", sample_rate=8000, channels=1, mix_type="mono", encoding="l16")
-    with override_settings(TOM_PROVIDER_BASE_URL="https://93.184.216.34/v1"), \
-            pytest.raises(BackendUnavailable, match="outside the local network"):
-        create_session(call=call, backend="provider")
+    with override_settings(TOM_PROVIDER_BASE_URL="https://93.184.216.34/v1",
+                           TOM_FEATURE_TOOLS=False, TOM_STT_BACKEND="openai",
+                           TOM_LLM_BACKEND="openai", TOM_TTS_BACKEND="openai"):
+        session = create_session(call=call)
+        # The consumer ends the call with this text (BackendUnavailable), not an
+        # "internal error" from an EgressRefused it does not expect.
+        with pytest.raises(BackendUnavailable, match="outside the local network"):
+            await session.prepare()
+        for get in (stt.get_stt, llm.get_llm, partial(tts.get_tts, "en")):
+            with pytest.raises(BackendUnavailable, match="outside the local network"):
+                get()
 
 
 class _Recorder(BaseHTTPRequestHandler):

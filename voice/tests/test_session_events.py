@@ -142,3 +142,22 @@ async def test_the_consumer_kills_audio_before_sending_the_audio_queued_ahead(
     assert turns[0].agent_audio_ms == CLAUSES * 500
     assert turns[0].agent_audio_heard_ms == 0  # none of it was sent
     assert call.end_reason == Call.EndReason.CALLER_HANGUP
+
+
+async def test_join_waits_until_the_reader_has_handled_every_event() -> None:
+    events = SessionEvents()
+    await events.join()  # nothing put: nothing to wait for
+    speech = _speech()
+    await events.put(AgentAudio(speech=speech, pcm=CLAUSE_PCM))
+    await events.put(Interruption(speech=speech, speech_onset_at=0.0))
+    joined = asyncio.create_task(events.join())
+    events.get_nowait()
+    events.get_nowait()
+    events.task_done()
+    await asyncio.sleep(0)
+    assert not joined.done()  # got, but the second is not handled yet
+    events.task_done()
+    await asyncio.wait_for(joined, 1)
+    # More task_done calls than events is the reader's bug: said, not hidden.
+    with pytest.raises(ValueError, match="more times"):
+        events.task_done()
