@@ -30,6 +30,12 @@ from tomsite.localsecrets import GENERATED_NAMES, local_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# prometheus_client turns to multiprocess mode when this variable merely exists; left empty
+# (as env.sample has it) every process would write its metric files into the working
+# directory and the exporter would read none of them. Empty means unset.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
 # --- Backend -----------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
 TOM_DATA_DIR = env_path("TOM_DATA_DIR", BASE_DIR / "var")

@@ -130,3 +130,23 @@ def test_trusted_proxies_mean_behind_a_proxy(clean_env: dict[str, str]) -> None:
     flagged = _settings({**clean_env, "TOM_BEHIND_PROXY": "true"})
     assert flagged["behind_proxy"] is True
     assert flagged["proxy_ssl_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+def test_an_empty_prometheus_multiproc_dir_means_unset(
+        clean_env: dict[str, str], tmp_path: Path) -> None:
+    # env.sample leaves PROMETHEUS_MULTIPROC_DIR empty; prometheus_client would take the
+    # variable's mere presence as multiprocess mode and write *.db files where it runs.
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    code = ("import django; django.setup()\n"
+            "from voice import metrics\n"
+            "metrics.CALLS.inc()\n"
+            "from prometheus_client import values\n"
+            "print(values.ValueClass.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True,
+                          text=True, check=False, timeout=60,
+                          env={**clean_env, "PROMETHEUS_MULTIPROC_DIR": "",
+                               "DJANGO_SETTINGS_MODULE": "tomsite.settings"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "MutexValue"  # the in-process value, not the file-backed one
+    assert list(workdir.iterdir()) == []
