@@ -27,11 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import cpu_seconds, embedded_env, start_server  # noqa: E402
+from _server import REPO, cpu_seconds, embedded_env, start_server, use_repo
 
 FLOOD_BYTES, FLOOD_PER_S, FLOOD_GIVE_UP_S = 64_000, 100, 15.0
 
@@ -200,12 +198,15 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--abusive", type=int, default=0,
                         help="also run a phase with this many byte-flooding connections")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="the TOM source tree to run (default: this one)")
     args = parser.parse_args()
+    repo = use_repo(args.repo)
 
-    env = embedded_env(TOM_SESSION_BACKEND="echo",
+    env = embedded_env(repo=repo, TOM_SESSION_BACKEND="echo",
                        TOM_MAX_CONCURRENT_CALLS=str(args.calls + args.abusive + 10))
     os.environ.update(env)
-    server, port = start_server(env)
+    server, port = start_server(env, repo=repo)
     try:
         baseline = _phase(port, server.pid, args, abusive=0)
         attacked = _phase(port, server.pid, args, abusive=args.abusive) if args.abusive else None

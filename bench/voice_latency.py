@@ -12,17 +12,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import cpu_seconds, embedded_env, start_server  # noqa: E402
+from _server import (
+    REPO,
+    cpu_seconds,
+    embedded_env,
+    models_shared,
+    start_server,
+    use_repo,
+)
 
 QUESTIONS = [
     "Hello, what are your opening hours on Saturday?",
@@ -50,14 +54,16 @@ def main() -> None:
     parser.add_argument("--vad-stop-ms", type=int, default=450)
     parser.add_argument("--preempt-ms", type=int, default=250,
                         help="TOM_STT_PREEMPT_MS (0: transcribe only after the turn ends)")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="the TOM source tree to run (default: this one)")
     args = parser.parse_args()
+    repo = use_repo(args.repo)
 
-    env = embedded_env(TOM_SESSION_BACKEND="local", TOM_STT_MODEL=args.stt_model,
+    env = embedded_env(repo=repo, TOM_SESSION_BACKEND="local", TOM_STT_MODEL=args.stt_model,
                        TOM_VAD_STOP_MS=str(args.vad_stop_ms),
                        TOM_STT_PREEMPT_MS=str(args.preempt_ms))
     os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "tom_models"], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    models_shared(env, repo=repo)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tomsite.settings")
     import django
 
@@ -75,7 +81,7 @@ def main() -> None:
         return g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(text), engine.rate,
                                                           8000)))
 
-    server, port = start_server(env)
+    server, port = start_server(env, repo=repo)
     barge: list[float] = []
     e2e_client: list[float] = []
     call_seconds = 0.0

@@ -19,6 +19,7 @@ from calls import services as call_services
 from calls.models import Call
 from voice import metrics
 from voice.call_output import CallOutput
+from voice.protocols.adapters import ForkProtocol
 from voice.protocols.metadata import CallStart
 from voice.ratelimit import DtmfLimit
 from voice.session.base import RealtimeSession
@@ -28,8 +29,9 @@ logger = logging.getLogger(__name__)
 SessionFactory = Callable[..., RealtimeSession]
 
 
-async def call_lifecycle_start(*, start: CallStart, mode: str, flavour: str) -> Call:
-    """The Call row for the fork's metadata (an existing row for a known uuid)."""
+async def call_lifecycle_start(*, start: CallStart, protocol: ForkProtocol) -> Call:
+    """The Call row for the fork's metadata (an existing row for a known uuid), with the
+    connection's protocol recorded as its ``flavour`` (route) and ``mode``."""
     call = await database_sync_to_async(call_services.call_start)(
         uuid=start.uuid, caller=start.caller, callee=start.callee, direction=start.direction,
         language=start.language or settings.TOM_LANGUAGE,
@@ -37,7 +39,7 @@ async def call_lifecycle_start(*, start: CallStart, mode: str, flavour: str) -> 
         # fork is authenticated, so its metadata is the dialplan's or ours.
         synthetic=start.extra.get("tomSynthetic") is True,
         metadata={**start.extra, "mixType": start.mix_type, "sampleRate": start.sample_rate,
-                  "encoding": start.encoding, "mode": mode, "flavour": flavour},
+                  "encoding": start.encoding, "mode": protocol.mode, "flavour": protocol.flavour},
     )
     metrics.CALLS.inc()
     return call

@@ -1,9 +1,10 @@
 """What a session says, on its way to the caller's line.
 
 One reader of the session's two lanes per call: system events (the cut, the barge-in
-decision, the hang-up) before any data frame, agent audio through the module's adapter
-(voice.transport), and each reply's turn record once its playout is reported. The
-consumer owns the tasks (``spawn``) and the end of the call (``hang_up``).
+decision, the hang-up) before any data frame, agent audio through the transport of the
+connection's protocol adapter (voice.protocols.adapters), and each reply's turn record
+once its playout is reported. The consumer owns the tasks (``spawn``) and the end of the
+call (``hang_up``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from calls.models import Call
 from voice import metrics
 from voice.call_turns import TurnLedger
-from voice.protocols import outbound
+from voice.protocols.adapters import ForkProtocol, MarkAnswer
 from voice.session.base import RealtimeSession
 from voice.session.events import (
     AgentAudio,
@@ -26,22 +27,20 @@ from voice.session.events import (
     SpeechResumed,
     Transcript,
 )
-from voice.transport import outbound_for
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 
 class CallOutput:
-    """The call's adapter to its module (chosen once, from ``flavour`` and ``mode``) and
-    its turn ledger, fed from the session's events."""
+    """The call's transport to its module (from the connection's ``protocol``, chosen
+    once at the handshake) and its turn ledger, fed from the session's events."""
 
-    def __init__(self, *, call: Call, session: RealtimeSession, flavour: str, mode: str,
+    def __init__(self, *, call: Call, session: RealtimeSession, protocol: ForkProtocol,
                  send: Callable[..., Awaitable[Any]], spawn: Spawn,
                  hang_up: Callable[[str], Awaitable[None]],
                  now: Callable[[], float]) -> None:
-        self.session, self.turns = session, TurnLedger(call=call)
-        self.out = outbound_for(flavour=flavour, mode=mode, send=send,
-                                rate=session.call.sample_rate)
+        self.session, self.turns, self.protocol = session, TurnLedger(call=call), protocol
+        self.out = protocol.transport(send=send, rate=session.call.sample_rate)
         self._send, self._spawn, self._hang_up, self._now = send, spawn, hang_up, now
 
     def start(self) -> None:
@@ -49,9 +48,9 @@ class CallOutput:
             self._spawn(pacing, "pacer")
         self._spawn(self.run(), "events")
 
-    def control(self, value: dict[str, Any]) -> None:
-        """A message from the module for the adapter (jambonz marks: playout reports)."""
-        self.out.control(value)
+    def mark_answered(self, answer: MarkAnswer) -> None:
+        """The module says a reply was heard out, or cleared (jambonz marks)."""
+        self.out.mark_answered(name=answer.name, event=answer.event)
 
     async def close(self) -> None:
         """Hang-up: what was playing ends here; the replies still open are recorded."""
@@ -67,7 +66,7 @@ class CallOutput:
                 if isinstance(event, AgentAudio):
                     await self._audio(event)
                 elif isinstance(event, Transcript):
-                    await self._send(text_data=outbound.transcription(
+                    await self._send(text_data=self.protocol.transcription(
                         role=event.role, text=event.text, final=event.final, turn=event.turn))
                 elif isinstance(event, Interruption):
                     await self._interrupt(event)
@@ -113,5 +112,6 @@ class CallOutput:
     async def _interrupt(self, event: Interruption) -> None:
         now = self._now()
         self.turns.interrupted(event.speech, at=now)
-        await self.out.interrupt(event.speech)
+        self.out.interrupt(event.speech)
+        await self._send(text_data=self.protocol.kill_audio())
         metrics.BARGE_IN_LATENCY.observe(max(0.0, now - event.speech_onset_at))

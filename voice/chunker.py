@@ -1,133 +1,79 @@
-"""Cut the LLM's token stream into speakable clauses, and lift out tool calls.
+"""Cut the LLM's spoken text into clauses for TTS.
 
 The first clause goes to TTS as soon as it is complete (a comma after a few words is
 enough), later ones at sentence ends, so the caller hears the answer start while the
-rest is generated. Qwen/Hermes-style ``<tool_call>{json}</tool_call>`` blocks are never
-spoken; they are parsed (tolerating a missing closing tag at the end of the stream) and
-handed to the tool hook. Small models also answer with a bare ``{"name": ..,
-"arguments": ..}`` object (or several, or one in a ```json fence) instead of the tags:
-a reply that starts with ``{`` is held until the object closes and read the same way.
+rest is generated. Tool calls never reach this module: backends yield them as typed
+deltas (voice.llm_deltas), and only text is fed here.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
 FIRST_CLAUSE_MIN_WORDS = 4
 _SENTENCE_END = re.compile(r"[.!?…](?=[\s\"')\]]|$)")  # not "3.5" or "z.B.x"
 _CLAUSE_END = re.compile("[,;:\u2014\u2013](?=\\s)")  # comma, semicolon, colon, dashes
-# Abbreviations whose period ends no sentence (English and German callers).
-_ABBREVIATIONS = ("z.B.", "z. B.", "u.a.", "bzw.", "ca.", "Nr.", "Dr.", "Mr.", "Mrs.", "e.g.",
-                  "i.e.", "etc.", "St.", "Str.", "inkl.", "evtl.", "ggf.")
+# Abbreviations whose periods end no sentence (English and German callers). Those with a
+# space ("z. B.") are matched across the space, so "z." alone does not end one either.
+_ABBREVIATIONS = ("z.B.", "z. B.", "Z. B.", "d.h.", "d. h.", "u.a.", "u. a.", "bzw.", "ca.",
+                  "Nr.", "Dr.", "Mr.", "Mrs.", "e.g.", "i.e.", "etc.", "St.", "Str.",
+                  "inkl.", "evtl.", "ggf.", "usw.")
+# A German ordinal ("am 3. Mai", "der 2. von links"): a one- or two-digit number whose
+# period is followed by a month name or a lowercase word.
+_ORDINAL = re.compile(r"(?:^|(?<=\s))\d{1,2}\.$")
+_NEXT_WORD = re.compile(r"\s+(\w+)(\W)?")
+_MONTHS = frozenset({"Januar", "Jänner", "Februar", "März", "April", "Mai", "Juni", "Juli",
+                     "August", "September", "Oktober", "November", "Dezember", "Jan", "Feb",
+                     "Mär", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Okt", "Nov", "Dez"})
+_WAIT = -1  # the boundary depends on text that has not arrived yet
 
 
-def _json_end(text: str) -> int | None:
-    """Index just past the JSON object ``text`` starts with; None while it is open."""
-    depth, in_string, escaped = 0, False, False
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return None
+def _abbreviation_at(text: str, end: int, *, final: bool) -> int:
+    """Whether the period before ``end`` belongs to an abbreviation: 1 if it does, 0 if
+    not, ``_WAIT`` if the abbreviation may still be completing ("z." then " B.")."""
+    for abbreviation in _ABBREVIATIONS:
+        for cut in (i + 1 for i, char in enumerate(abbreviation) if char == "."):
+            start = end - cut
+            if start < 0 or text[start:end] != abbreviation[:cut]:
+                continue
+            if start and text[start - 1].isalnum():
+                continue  # "Mica." is no "ca."
+            rest, after = abbreviation[cut:], text[end:]
+            if after.startswith(rest):
+                return 1
+            if not final and rest.startswith(after):
+                return _WAIT
+    return 0
 
 
-@dataclass
-class ToolCall:
-    name: str
-    arguments: dict[str, Any]
+def _ordinal_at(text: str, end: int, *, final: bool) -> int:
+    """Whether the period before ``end`` ends a German ordinal: 1, 0 or ``_WAIT``."""
+    if not _ORDINAL.search(text[:end]):
+        return 0
+    after = text[end:]
+    word = _NEXT_WORD.match(after)
+    if word is None:  # nothing after the period yet but spaces, or no word follows
+        return _WAIT if not final and not after.strip() else 0
+    if word.group(2) is None and not final:
+        return _WAIT  # the word may go on ("Ma" of "Mai")
+    following = word.group(1)
+    return 1 if following[0].islower() or following in _MONTHS else 0
 
 
 @dataclass
 class Chunker:
-    """Feed tokens; take clauses and tool calls out as they complete."""
+    """Feed spoken text; take clauses out as they complete, and the rest at ``flush``."""
 
     buffer: str = ""
     emitted: int = 0
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    tool_errors: list[str] = field(default_factory=list)
-    _raw: str = ""
 
-    def feed(self, token: str) -> list[str]:
-        self._raw += token
-        self._lift_tool_calls(final=False)
+    def feed(self, text: str) -> list[str]:
+        self.buffer += text
         return self._clauses(final=False)
 
     def flush(self) -> list[str]:
-        self._lift_tool_calls(final=True)
         return self._clauses(final=True)
-
-    def _lift_bare_json(self, *, final: bool) -> bool:
-        """Take leading bare JSON tool calls out of ``_raw``; False while one is open."""
-        while not self.buffer.strip() and self.emitted == 0:
-            stripped = self._raw.lstrip()
-            fenced = stripped.startswith("```")
-            if fenced:
-                stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
-            if not stripped.startswith("{"):
-                # A fence, or the first backticks of one: wait for what follows.
-                return final or not (fenced or self._raw.strip() in {"`", "``"})
-            end = _json_end(stripped)
-            if end is None:
-                if final:
-                    self._parse_tool_call(stripped)
-                    self._raw = ""
-                return final
-            self._parse_tool_call(stripped[:end])
-            rest = stripped[end:].lstrip()
-            self._raw = rest[3:] if rest.startswith("```") else rest
-        return True
-
-    def _lift_tool_calls(self, *, final: bool) -> None:
-        if not self._lift_bare_json(final=final):
-            return
-        while True:
-            start = self._raw.find(OPEN)
-            if start < 0:
-                # Hold back a partial "<tool_c" at the end until we know what it is.
-                keep = next((i for i in range(len(OPEN) - 1, 0, -1)
-                             if self._raw.endswith(OPEN[:i])), 0) if not final else 0
-                cut = len(self._raw) - keep
-                self.buffer += self._raw[:cut]
-                self._raw = self._raw[cut:]
-                return
-            self.buffer += self._raw[:start]
-            end = self._raw.find(CLOSE, start)
-            if end < 0 and not final:
-                self._raw = self._raw[start:]
-                return
-            body = self._raw[start + len(OPEN): end if end >= 0 else None]
-            self._raw = self._raw[end + len(CLOSE):] if end >= 0 else ""
-            self._parse_tool_call(body)
-
-    def _parse_tool_call(self, body: str) -> None:
-        try:
-            data = json.loads(body.strip())
-            name = data["name"]
-            arguments = data.get("arguments", data.get("parameters", {}))
-            if isinstance(arguments, str):
-                arguments = json.loads(arguments)
-            if not isinstance(name, str) or not isinstance(arguments, dict):
-                raise TypeError("name must be a string and arguments an object")
-        except (ValueError, KeyError, TypeError) as exc:
-            self.tool_errors.append(f"unparsable tool call: {exc}")
-            return
-        self.tool_calls.append(ToolCall(name=name, arguments=arguments))
 
     def _clauses(self, *, final: bool) -> list[str]:
         out = []
@@ -147,12 +93,17 @@ class Chunker:
 
     def _boundary(self, *, final: bool) -> int | None:
         for match in _SENTENCE_END.finditer(self.buffer):
-            head = self.buffer[: match.end()]
-            if match.end() == len(self.buffer) and not final:
+            end = match.end()
+            if end == len(self.buffer) and not final:
                 break  # "49." may continue as "49.90": wait for the next token
-            if head.endswith(_ABBREVIATIONS):
-                continue
-            return match.end()
+            if match.group() == ".":
+                verdicts = (_abbreviation_at(self.buffer, end, final=final),
+                            _ordinal_at(self.buffer, end, final=final))
+                if 1 in verdicts:
+                    continue
+                if _WAIT in verdicts:
+                    break
+            return end
         if self.emitted == 0:
             for match in _CLAUSE_END.finditer(self.buffer):
                 if len(self.buffer[: match.end()].split()) >= FIRST_CLAUSE_MIN_WORDS:

@@ -4,9 +4,10 @@ One consumer per call. The handshake is authenticated before it is accepted (a r
 is HTTP 403); the first text frame is the call's metadata; binary frames are the
 caller's audio. The consumer admits, parses and budgets frames; the call's record
 (start, policy, session, DTMF, end and its metrics) is voice.call_lifecycle, and what
-the session says reaches the module through voice.call_output, with the module's
-adapter chosen once per connection (voice.transport). Every close ends the Call row
-with a reason and counts in a metric.
+the session says reaches the module through voice.call_output. How the module's frames
+read and what goes back is its protocol adapter (voice.protocols.adapters), chosen once
+per connection at the handshake. Every close ends the Call row with a reason and counts
+in a metric.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -35,16 +35,13 @@ from voice.call_lifecycle import (
     call_lifecycle_stop,
 )
 from voice.call_output import CallOutput
-from voice.dsp.framing import FrameBuffer, frame_bytes
-from voice.dsp.pcm import decode_inbound
 from voice.models import ModelError
-from voice.protocols import outbound
+from voice.protocols.adapters import Dtmf, ForkProtocol, MarkAnswer, fork_protocol_for
 from voice.protocols.metadata import (
     CallStart,
     JsonDepthError,
     JsonItemsError,
     MetadataError,
-    parse_call_start,
     split_json_texts,
 )
 from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
@@ -67,13 +64,15 @@ _active = 0  # calls in this process, counted from the handshake on (slots reser
 class ForkConsumer(AsyncWebsocketConsumer):
     """mod_audio_fork (drachtio ``?mode=file``, jambonz bidirectional ``?mode=stream``)."""
 
-    flavour = "fork"
+    route = "fork"  # which protocols the URL may pick from (fork_protocol_for)
     # No channel layer: fork consumers join no group, and a channel on the Redis layer
     # would tie every call to Redis (a Redis restart raised ConnectionError out of the
     # layer's receive and killed the call). channels' get_channel_layer(None) is None.
     channel_layer_alias = None
 
     async def connect(self) -> None:
+        self.protocol: ForkProtocol = fork_protocol_for(
+            route_flavour=self.route, query=self.scope.get("query_string", b""))
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.call: Call | None = None
@@ -93,11 +92,6 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.audio_bucket: TokenBucket | None = None  # sized once the metadata says the rate
         self.dtmf = DtmfLimit(per_s=DTMF_PER_S, burst=DTMF_BURST, total=MAX_DTMF_PER_CALL,
                               now=loop.time())
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.mode = (query.get("mode") or [settings.TOM_FORK_MODE])[0]
-        self.encoding = (query.get("encoding") or [None])[0]
-        if self.mode not in outbound.MODES or self.flavour == "audio_stream":
-            self.mode = "file"
         # The slot is taken before the first await: checked then counted after it, two
         # handshakes arriving together could both pass the check.
         if not self._reserve():
@@ -142,7 +136,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
 
     async def _refuse(self, reason: str) -> None:
         metrics.HANDSHAKES_REFUSED.labels(reason=reason).inc()
-        logger.warning("fork.refused", extra={"reason": reason, "flavour": self.flavour})
+        logger.warning("fork.refused", extra={"reason": reason, "protocol": self.protocol.name})
         await self.close()  # before accept: daphne answers HTTP 403
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -207,8 +201,9 @@ class ForkConsumer(AsyncWebsocketConsumer):
             values = split_json_texts(text, max_items=1 + MAX_CONTROL_ITEMS)
             if not values:
                 raise MetadataError("empty metadata")
-            start = parse_call_start(values[0], default_rate=settings.TOM_DEFAULT_SAMPLE_RATE,
-                                     token_uuid=self.identity.call_uuid, encoding=self.encoding)
+            start = self.protocol.parse_start(values[0],
+                                              default_rate=settings.TOM_DEFAULT_SAMPLE_RATE,
+                                              token_uuid=self.identity.call_uuid)
         except JsonItemsError as exc:
             await self._fail(Call.EndReason.RATE_LIMITED, CLOSE_POLICY, str(exc))
             return
@@ -222,13 +217,13 @@ class ForkConsumer(AsyncWebsocketConsumer):
             sample_rate=start.sample_rate, channels=start.channels, encoding=start.encoding,
             factor=settings.TOM_RATE_LIMIT_AUDIO_FACTOR,
             burst_s=settings.TOM_RATE_LIMIT_AUDIO_BURST_S, now=self.loop.time())
-        self.call = await call_lifecycle_start(start=start, mode=self.mode, flavour=self.flavour)
+        self.call = await call_lifecycle_start(start=start, protocol=self.protocol)
         if self.call.is_ended:
             await self._fail(Call.EndReason.PROTOCOL_ERROR, CLOSE_INVALID, "call already ended")
             return
         if self.call.caller is not None and self.call.caller.blocked:
             await self._end(Call.EndReason.BLOCKED, failed=False, code=CLOSE_NORMAL,
-                            message=outbound.disconnect("blocked"))
+                            message=self.protocol.disconnect("blocked"))
             return
         # The models load in a task of their own, so receive() keeps running meanwhile:
         # each frame is checked against both budgets when it arrives and waits in
@@ -258,13 +253,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
         # Frames queued while models loaded are not idleness: restart the idle clock.
         self.last_frame_at = self.loop.time()
         await call_lifecycle_answer(call=self.call)
-        self.framer = FrameBuffer(frame_bytes(start.sample_rate))
-        self.output = CallOutput(call=self.call, session=session, flavour=self.flavour,
-                                 mode=self.mode, send=self.send, spawn=self._spawn,
-                                 hang_up=self._hang_up, now=self.loop.time)
+        self.output = CallOutput(call=self.call, session=session, protocol=self.protocol,
+                                 send=self.send, spawn=self._spawn, hang_up=self._hang_up,
+                                 now=self.loop.time)
         self.output.start()
-        logger.info("fork.call_started", extra={"call_id": self.call.pk, "mode": self.mode,
-                                                "rate": start.sample_rate})
+        logger.info("fork.call_started", extra={"call_id": self.call.pk, "rate": start.sample_rate,
+                                                "protocol": self.protocol.name})
         for extra in extras:  # drachtio glued later texts onto the metadata frame
             await self._handle_control(extra)
         # In arrival order; frames that come in while these are handled join the end.
@@ -285,9 +279,8 @@ class ForkConsumer(AsyncWebsocketConsumer):
         if self.end_reason is not None:
             return
         started = time.perf_counter()
-        pcm = decode_inbound(data, encoding=self.start.encoding, channels=self.start.channels)
-        for frame in self.framer.push(pcm):
-            await self.session.push_audio(frame, at=now)
+        # Decoded once; the session makes its own frames at the rate its models read.
+        await self.session.push_audio(self.protocol.decode(data, start=self.start), at=now)
         metrics.FRAMES_RECEIVED.inc()
         metrics.FRAME_PROCESSING.observe(time.perf_counter() - started)
 
@@ -307,16 +300,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self._handle_control(value)
 
     async def _handle_control(self, value: Any) -> None:
-        if not isinstance(value, dict):
-            return
-        raw = value.get("data")
-        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        if value.get("type") == "dtmf" and self.call is not None:
-            self.call = await call_lifecycle_dtmf(
-                call=self.call, digits=str(data.get("digit") or data.get("digits") or ""),
-                limit=self.dtmf, now=self.loop.time())
-        elif self.output is not None:
-            self.output.control(value)
+        control = self.protocol.control(value)
+        if isinstance(control, Dtmf) and self.call is not None:
+            self.call = await call_lifecycle_dtmf(call=self.call, digits=control.digits,
+                                                  limit=self.dtmf, now=self.loop.time())
+        elif isinstance(control, MarkAnswer) and self.output is not None:
+            self.output.mark_answered(control)
 
     # --- ending ----------------------------------------------------------------------
     async def _graceful_shutdown(self) -> None:
@@ -327,7 +316,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
     async def _hang_up(self, reason: str) -> None:
         """The session ends the call (its ``EndCall``)."""
         await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
-                        message=outbound.disconnect(reason))
+                        message=self.protocol.disconnect(reason))
 
     async def _watchdog(self) -> None:
         started = self.loop.time()
@@ -336,14 +325,14 @@ class ForkConsumer(AsyncWebsocketConsumer):
             now = self.loop.time()
             if not self.preparing and now - self.last_frame_at > settings.TOM_WS_IDLE_TIMEOUT_S:
                 await self._end(Call.EndReason.IDLE_TIMEOUT, failed=True, code=CLOSE_NORMAL,
-                                message=outbound.disconnect("idle"))
+                                message=self.protocol.disconnect("idle"))
             elif now - started > settings.TOM_CALL_MAX_DURATION_S:
                 await self._end(Call.EndReason.MAX_DURATION, failed=False, code=CLOSE_NORMAL,
-                                message=outbound.disconnect("max_duration"))
+                                message=self.protocol.disconnect("max_duration"))
 
     async def _fail(self, reason: str, code: int, detail: str) -> None:
         await self._end(reason, failed=True, code=code, detail=detail,
-                        message=outbound.error(detail))
+                        message=self.protocol.error(detail))
 
     async def _end(self, reason: str, *, failed: bool, code: int, detail: str = "",
                    message: str | None = None) -> None:
@@ -382,5 +371,5 @@ class ForkConsumer(AsyncWebsocketConsumer):
 class AudioStreamConsumer(ForkConsumer):
     """amigniter mod_audio_stream: L16 (or G.711) in, ``streamAudio`` files out."""
 
-    flavour = "audio_stream"
+    route = "audio_stream"
 

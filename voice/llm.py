@@ -1,16 +1,16 @@
 """Language models: a streaming chat interface over llama.cpp (in-process), Ollama and
 OpenAI-compatible servers.
 
-``stream`` is a blocking generator of text deltas, run in a worker thread by the
-session; ``cancel`` (a ``threading.Event``) stops generation between tokens, which is
-how barge-in frees the model within one token's time.
+``stream`` is a blocking generator of typed deltas (voice.llm_deltas: spoken text and
+tool-call requests), run in a worker thread by the session; ``cancel`` (a
+``threading.Event``) stops generation between tokens, which is how barge-in frees the
+model within one token's time.
 """
 
 from __future__ import annotations
 
 import abc
 import atexit
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 
 from voice import backends, models
+from voice.llm_deltas import LlmDelta
+from voice.llm_tags import ToolTagParser
 
 Message = dict[str, Any]
 
@@ -44,23 +46,14 @@ class LlmBackend(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, messages: list[Message], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
-        """Yield the reply's text deltas; stop early when ``cancel`` is set.
+               tools: list[dict[str, Any]] | None = None) -> Iterator[LlmDelta]:
+        """Yield the reply as ``TextDelta``s and ``ToolCallRequest``s (``ToolCallInvalid``
+        for a call that cannot be read); stop early when ``cancel`` is set.
 
-        With ``tools`` (OpenAI "tools" schemas) the model may call one; backends whose
-        servers return structured tool calls yield them as ``tool_call_text`` so the
-        chunker reads every backend's calls the same way.
+        With ``tools`` (OpenAI "tools" schemas) the model may call one. A backend whose
+        server returns structured calls yields them as they are; one whose model writes
+        them as text reads them out of it (voice.llm_tags) before yielding.
         """
-
-
-def tool_call_text(name: str, arguments: str | dict[str, Any]) -> str:
-    """A tool call in Qwen/Hermes form, ``<tool_call>{json}</tool_call>``."""
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except ValueError:
-            arguments = {"_unparsed": arguments}
-    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
 class LlamaCppLlm(LlmBackend):
@@ -104,10 +97,11 @@ class LlamaCppLlm(LlmBackend):
                            "GGUF file.", id="voice.E002")]
 
     def stream(self, messages: list[Message], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[LlmDelta]:
+        # The GGUF's chat template renders the tools into the system turn; the model
+        # answers with <tool_call> tags or bare JSON in its text, read out here.
+        parser = ToolTagParser()
         with self._lock:
-            # The GGUF's chat template renders the tools into the system turn; the model
-            # answers with <tool_call> tags or bare JSON, which the chunker reads.
             chunks: Any = self.llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 tools=tools or None,  # type: ignore[arg-type]
@@ -116,10 +110,11 @@ class LlamaCppLlm(LlmBackend):
             )
             for chunk in chunks:
                 if cancel.is_set():
-                    break
+                    return  # a cancelled reply's held text is not wanted
                 content = chunk["choices"][0].get("delta", {}).get("content")
                 if content:
-                    yield str(content)
+                    yield from parser.feed(str(content))
+        yield from parser.flush()  # a call left unclosed, or text held at the end
 
 
 def get_llm() -> LlmBackend:

@@ -3,7 +3,8 @@
 
 Each checks the endpoint against the egress policy before its first request, and its
 ``check()`` reports a malformed or refused endpoint as a system check (voice.backends).
-Chat streams token deltas (SSE for OpenAI, NDJSON for Ollama); STT posts a WAV to
+Chat streams typed deltas (SSE for OpenAI, NDJSON for Ollama): content as ``TextDelta``,
+the server's structured tool calls as ``ToolCallRequest``; STT posts a WAV to
 ``/v1/audio/transcriptions``; TTS asks ``/v1/audio/speech`` for raw 16-bit PCM.
 """
 
@@ -23,7 +24,8 @@ from django.core.checks import CheckMessage
 
 from voice.backends import endpoint_check
 from voice.egress import check_endpoint
-from voice.llm import LlmBackend, Message, tool_call_text
+from voice.llm import LlmBackend, Message
+from voice.llm_deltas import LlmDelta, TextDelta, tool_call_request
 from voice.stt import SttBackend, Transcription
 from voice.tts import TtsBackend
 
@@ -61,7 +63,7 @@ class OpenAiLlm(LlmBackend):
         return _provider_check()
 
     def stream(self, messages: list[Message], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[LlmDelta]:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                 "max_tokens": settings.TOM_LLM_MAX_TOKENS,
                                 "temperature": settings.TOM_LLM_TEMPERATURE}
@@ -80,17 +82,20 @@ class OpenAiLlm(LlmBackend):
                     break
                 choices = json.loads(data).get("choices") or [{}]
                 delta = choices[0].get("delta") or {}
-                # Tool calls stream as fragments of a JSON string per call index.
+                # Tool calls stream as fragments of a JSON string per call index: the
+                # id and name come first, the arguments in pieces after.
                 for fragment in delta.get("tool_calls") or []:
                     call = calls.setdefault(int(fragment.get("index", 0)),
-                                            {"name": "", "arguments": ""})
+                                            {"id": "", "name": "", "arguments": ""})
+                    call["id"] = call["id"] or str(fragment.get("id") or "")
                     function = fragment.get("function") or {}
                     call["name"] += function.get("name") or ""
                     call["arguments"] += function.get("arguments") or ""
                 if delta.get("content"):
-                    yield str(delta["content"])
-        for call in calls.values():
-            yield tool_call_text(call["name"], call["arguments"] or "{}")
+                    yield TextDelta(str(delta["content"]))
+        for _, call in sorted(calls.items()):
+            yield tool_call_request(name=call["name"], arguments=call["arguments"],
+                                    call_id=call["id"])
 
 
 class OllamaLlm(LlmBackend):
@@ -113,7 +118,7 @@ class OllamaLlm(LlmBackend):
         return endpoint_check(url=settings.OLLAMA_HOST, setting="OLLAMA_HOST")
 
     def stream(self, messages: list[Message], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[LlmDelta]:
         options = {"num_predict": settings.TOM_LLM_MAX_TOKENS,
                    "temperature": settings.TOM_LLM_TEMPERATURE}
         for chunk in self.client.chat(model=self.model, messages=messages, stream=True,
@@ -122,9 +127,11 @@ class OllamaLlm(LlmBackend):
                 return
             content = chunk.message.content
             if content:
-                yield str(content)
+                yield TextDelta(str(content))
+            # Ollama sends each call whole, its arguments already an object.
             for call in chunk.message.tool_calls or []:
-                yield tool_call_text(call.function.name, dict(call.function.arguments))
+                yield tool_call_request(name=call.function.name,
+                                        arguments=dict(call.function.arguments or {}))
 
 
 class OpenAiStt(SttBackend):

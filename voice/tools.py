@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from voice.chunker import ToolCall
+from voice.llm_deltas import ToolCallRequest
 
 # Said while a tool runs longer than TOM_TOOL_FILLER_AFTER_MS.
 FILLERS = {"de": "Einen Moment, ich schaue nach.", "en": "One moment, let me check."}
@@ -34,13 +34,13 @@ class ToolOutcome:
 class ToolHook(Protocol):
     async def prepare(self) -> None: ...
 
-    async def route(self, *, text: str, language: str) -> list[ToolCall]: ...
+    async def route(self, *, text: str, language: str) -> list[ToolCallRequest]: ...
 
     async def schemas(self) -> list[dict[str, Any]]: ...
 
     async def vocabulary(self, *, language: str) -> Any: ...
 
-    async def call(self, tool_call: ToolCall, *, language: str,
+    async def call(self, tool_call: ToolCallRequest, *, language: str,
                    call_id: int | None) -> ToolOutcome: ...
 
 
@@ -53,13 +53,13 @@ class ToolhubHook:
 
         await database_sync_to_async(toolhub_warm_up)()
 
-    async def route(self, *, text: str, language: str) -> list[ToolCall]:
+    async def route(self, *, text: str, language: str) -> list[ToolCallRequest]:
         if settings.TOM_TOOL_ROUTING == "llm":
             return []
         from toolhub.router import tool_route
 
         proposals = await database_sync_to_async(tool_route)(text=text, language=language)
-        return [ToolCall(name=name, arguments=args) for name, args in proposals]
+        return [ToolCallRequest(name=name, arguments=args) for name, args in proposals]
 
     async def schemas(self) -> list[dict[str, Any]]:
         if settings.TOM_TOOL_ROUTING == "router":
@@ -74,7 +74,7 @@ class ToolhubHook:
 
         return await database_sync_to_async(catalog_vocabulary)(language=language)
 
-    async def call(self, tool_call: ToolCall, *, language: str,
+    async def call(self, tool_call: ToolCallRequest, *, language: str,
                    call_id: int | None) -> ToolOutcome:
         from toolhub.services import ToolContext, tool_acall
 

@@ -1,9 +1,10 @@
 """How agent audio reaches each fork module, and how its playout is reported back.
 
-One ``Outbound`` per connection, chosen once from the module's flavour and mode
-(``outbound_for``). Each reports the playout of every ``AgentSpeech`` it sends:
-``playout_started`` when the caller's line begins playing it, ``playout_finished`` when
-it ends (played to its end, or cut by ``killAudio`` or the hang-up), with the ms heard.
+One ``Outbound`` per connection, the part of its protocol adapter that plays
+(``ForkProtocol.transport``, voice.protocols.adapters). Each reports the playout of
+every ``AgentSpeech`` it sends: ``playout_started`` when the caller's line begins
+playing it, ``playout_finished`` when it ends (played to its end, or cut by
+``killAudio`` or the hang-up), with the ms heard.
 Nothing waits on a guess of another component's timing: what the module tells (a
 ``mark`` answered ``playout``) is the event, and where the module tells nothing (file
 modes) a timer the transport owns fires when the files it sent end.
@@ -57,7 +58,7 @@ class Outbound(abc.ABC):
         self._loop = asyncio.get_running_loop()
 
     def run(self) -> Coroutine[Any, Any, None] | None:
-        """A loop the connection runs as a task of its own, if the flavour needs one."""
+        """A loop the connection runs as a task of its own, if the transport needs one."""
         return None
 
     @abc.abstractmethod
@@ -68,16 +69,16 @@ class Outbound(abc.ABC):
     def _cut(self, now: float) -> None:
         """Drop what is queued and report each utterance in playout as interrupted."""
 
-    def control(self, value: dict[str, Any]) -> None:  # noqa: B027  (most modules tell nothing)
-        """A text message from the module (after the metadata) that is not DTMF."""
+    def mark_answered(self, *, name: str, event: str) -> None:  # noqa: B027  (file modes: none)
+        """The module answered a mark (jambonz): ``playout`` or ``cleared``."""
 
-    async def interrupt(self, speech: AgentSpeech) -> None:
-        """Barge-in: stop playing now; ``speech`` ends where the caller heard it."""
+    def interrupt(self, speech: AgentSpeech) -> None:
+        """Barge-in: stop playing here; ``speech`` ends where the caller heard it. The
+        protocol's kill message, which stops the module, is the caller's to send."""
         now = self._loop.time()
         self._cut(now)
         # Cut before any of it went out (its audio was still queued at the session).
         speech.playout_finished(played_ms=0.0, interrupted=True, at=now)
-        await self._send(text_data=outbound.kill_audio())
 
     def close(self) -> None:
         """Hang-up: whatever is playing ends here, with what was heard of it."""
@@ -147,23 +148,11 @@ class StreamOutbound(Outbound):
         if speech.playout is None:
             self.pacer.write(speech, pcm, final=final)
 
-    def control(self, value: dict[str, Any]) -> None:
-        raw = value.get("data")
-        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        if value.get("type") == "mark":
-            self.pacer.mark_event(str(data.get("name", "")), str(data.get("event", "")))
+    def mark_answered(self, *, name: str, event: str) -> None:
+        self.pacer.mark_event(name, event)
 
     def _cut(self, now: float) -> None:
         self.pacer.clear()
-
-
-def outbound_for(*, flavour: str, mode: str, send: Send, rate: int) -> Outbound:
-    """The one adapter a connection uses, from the route's flavour and the fork's mode."""
-    if flavour == "audio_stream":
-        return FileOutbound(send=send, build=outbound.stream_audio)
-    if mode == "stream":
-        return StreamOutbound(send=send, rate=rate)
-    return FileOutbound(send=send, build=outbound.play_audio)
 
 
 class StreamPacer:

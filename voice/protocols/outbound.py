@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("file", "stream")
-
 
 def _text(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

@@ -9,7 +9,8 @@ from voice.session.events import AgentSpeech, SessionEvents
 
 
 class RealtimeSession(abc.ABC):
-    """Caller audio in (exact 20 ms frames at the call's rate), events out on ``events``.
+    """Caller audio in (L16 mono at the call's rate, as the module's frames decode, of any
+    length: each session frames it as its VAD needs), events out on ``events``.
 
     ``events`` has two lanes: system events (``Interruption``, the barge-in decision,
     ``EndCall``) are read before any data frame queued earlier, so a barge-in reaches the
@@ -29,7 +30,7 @@ class RealtimeSession(abc.ABC):
 
     @abc.abstractmethod
     async def push_audio(self, frame: bytes, *, at: float) -> None:
-        """One frame of caller audio, received at loop time ``at``."""
+        """A piece of caller audio, received at loop time ``at``."""
 
     @abc.abstractmethod
     async def end_of_input(self, *, at: float) -> None:

@@ -6,6 +6,7 @@ framing, VAD, agent audio out, barge-in and turn records, with no model involved
 
 from __future__ import annotations
 
+from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.pcm import pcm_ms
 from voice.protocols.metadata import CallStart
 from voice.session.base import RealtimeSession
@@ -23,9 +24,14 @@ class EchoSession(RealtimeSession):
     def __init__(self, *, call: CallStart) -> None:
         super().__init__(call=call)
         self.segmenter = UtteranceSegmenter(rate=call.sample_rate)
+        self.framer = FrameBuffer(frame_bytes(call.sample_rate))
         self._turn = 0
 
     async def push_audio(self, frame: bytes, *, at: float) -> None:
+        for exact in self.framer.push(frame):
+            await self._frame(exact, at=at)
+
+    async def _frame(self, frame: bytes, *, at: float) -> None:
         _, utterance = self.segmenter.push(frame)
         speech = self.speech
         if speech is not None and speech.playing(at) and self.segmenter.in_speech \

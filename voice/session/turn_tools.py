@@ -13,7 +13,7 @@ from django.conf import settings
 from tomsite.metrics import error_count
 from voice import metrics
 from voice import tools as tool_hooks
-from voice.chunker import ToolCall
+from voice.llm_deltas import ToolCallRequest
 from voice.session.events import AgentSpeech
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 MAX_TOOL_CALLS = 3  # per turn; a model asking for more is looping
 
 
-def tools_capped(*, calls: list[ToolCall], turn: int) -> list[ToolCall]:
+def tools_capped(*, calls: list[ToolCallRequest], turn: int) -> list[ToolCallRequest]:
     """The model's first ``MAX_TOOL_CALLS`` calls; the rest are refused, counted and
     logged, never dropped without a trace."""
     if len(calls) > MAX_TOOL_CALLS:
@@ -32,7 +32,7 @@ def tools_capped(*, calls: list[ToolCall], turn: int) -> list[ToolCall]:
 
 
 async def tools_route(*, hook: tool_hooks.ToolHook | None, text: str, language: str,
-                      turn: int) -> list[ToolCall]:
+                      turn: int) -> list[ToolCallRequest]:
     """The tool calls the router proposes for the caller's words (none without a hook)."""
     if hook is None:
         return []
@@ -44,8 +44,8 @@ async def tools_route(*, hook: tool_hooks.ToolHook | None, text: str, language: 
         return []
 
 
-async def tools_run(*, hook: tool_hooks.ToolHook | None, calls: list[ToolCall], language: str,
-                    call_id: int | None, speech: AgentSpeech,
+async def tools_run(*, hook: tool_hooks.ToolHook | None, calls: list[ToolCallRequest],
+                    language: str, call_id: int | None, speech: AgentSpeech,
                     say_filler: Callable[[], Awaitable[None]] | None,
                     ) -> list[tool_hooks.ToolOutcome]:
     """Run the turn's tool calls; ``say_filler`` if they take longer than the caller

@@ -16,6 +16,7 @@ from django.test import override_settings
 
 from voice import backends, llm, stt, tts, vad
 from voice.backends import BackendHandler, BackendUnavailable
+from voice.llm_deltas import LlmDelta, TextDelta
 from voice.protocols.metadata import CallStart
 from voice.providers import OllamaLlm, OpenAiLlm, OpenAiStt, OpenAiTts
 from voice.session.factory import create_session
@@ -39,8 +40,8 @@ class ScriptedLlm(llm.LlmBackend):
         return [Warning("scripted backend checked", id="tests.W001")]
 
     def stream(self, messages: list[llm.Message], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
-        yield "scripted"
+               tools: list[dict[str, Any]] | None = None) -> Iterator[LlmDelta]:
+        yield TextDelta("scripted")
 
 
 class GatedLlm(ScriptedLlm):

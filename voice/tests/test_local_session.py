@@ -117,7 +117,7 @@ async def test_barge_in_cancels_the_turn_and_keeps_only_what_was_heard() -> None
     assert heard and heard != speech.text and REPLY.startswith(heard.rsplit(" ", 1)[0])
     assert session.history[-1] == {"role": "assistant", "content": heard}
     await session.aclose()
-    assert session._task is None or session._task.done()  # nothing left running
+    assert not session.pipeline.alive()  # nothing left running
     assert not [task for task in asyncio.all_tasks() if task.get_name() == "local-turn"
                 and not task.done()]
 

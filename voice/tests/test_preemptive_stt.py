@@ -46,7 +46,7 @@ async def test_transcription_starts_before_the_turn_ends_and_is_used(settings: A
     t = await _feed(session, voiced(RATE, 0.6) + _silence(200), 0.0)
     await asyncio.sleep(0.05)
     assert len(stt.heard) == 1, "no transcription during the end-of-turn silence"
-    assert session._task is None  # the turn itself has not started yet
+    assert session.turns.turn == 0  # the turn itself has not started yet
     await _feed(session, _silence(600), t)
     events = await _drain(session, Transcript)
     caller = next(e for e in events if isinstance(e, Transcript) and e.role == "caller")
@@ -61,10 +61,10 @@ async def test_speech_after_a_pause_drops_the_early_transcript(settings: Any) ->
     session = _session(stt)
     t = await _feed(session, voiced(RATE, 0.6) + _silence(250), 0.0)
     await asyncio.sleep(0.05)
-    early = session._early
+    early = session.stt._early
     assert early is not None and len(stt.heard) == 1
     t = await _feed(session, voiced(RATE, 0.5, freq=180), t)  # "... for a Golf 7"
-    assert session._early is None
+    assert session.stt._early is None
     assert early[1].cancelled() or early[1].done()
     await _feed(session, _silence(700), t)
     events = await _drain(session, Transcript)
@@ -81,7 +81,7 @@ async def test_preemption_can_be_switched_off(settings: Any, preempt_ms: int) ->
     session = _session(stt)
     await _feed(session, voiced(RATE, 0.6) + _silence(300), 0.0)
     await asyncio.sleep(0.05)
-    assert stt.heard == [] and session._early is None
+    assert stt.heard == [] and session.stt._early is None
     await session.aclose()
 
 
@@ -89,7 +89,8 @@ async def test_hanging_up_in_the_silence_leaves_nothing_running(settings: Any) -
     settings.TOM_STT_PREEMPT_MS = 100
     session = _session(CountingStt())
     await _feed(session, voiced(RATE, 0.6) + _silence(200), 0.0)
-    assert session._early is not None
+    await session.stt.idle()  # it has taken the early utterance
+    assert session.stt._early is not None
     await session.aclose()
     await asyncio.sleep(0)
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()

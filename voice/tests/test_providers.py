@@ -19,6 +19,7 @@ from django.test import override_settings
 
 from voice import llm, models, stt, tts
 from voice.egress import EgressRefused, check_endpoint, endpoint_is_local
+from voice.llm_deltas import TextDelta, ToolCallInvalid, ToolCallRequest
 from voice.protocols.metadata import CallStart
 from voice.providers import OllamaLlm, OpenAiLlm, OpenAiStt, OpenAiTts
 from voice.session.factory import BackendUnavailable, create_session
@@ -99,13 +100,81 @@ def test_ollama_backend_reads_the_documented_api_chat_stream(
     peer.routes["/api/chat"] = (200, "application/x-ndjson",
                                 [json.dumps(line).encode() + b"\n" for line in lines])
     llm = OllamaLlm(host=base, model="qwen2.5:0.5b-instruct")
-    out = "".join(llm.stream([{"role": "user", "content": "When do you open?"}],
-                             cancel=threading.Event()))
-    assert out == "Yes, we open at nine."
+    out = list(llm.stream([{"role": "user", "content": "When do you open?"}],
+                          cancel=threading.Event()))
+    assert out == [TextDelta("Yes"), TextDelta(", we"), TextDelta(" open at nine.")]
     sent = json.loads(peer.requests[0][2])
     assert sent["model"] == "qwen2.5:0.5b-instruct" and sent["stream"] is True
     assert sent["messages"] == [{"role": "user", "content": "When do you open?"}]
     assert sent["options"]["num_predict"] > 0
+
+
+def test_ollama_tool_calls_arrive_as_requests_not_text(
+        http_peer: tuple[str, type[_Recorder]]) -> None:
+    base, peer = http_peer
+    # Ollama's documented tool-calling reply: the call whole, its arguments an object.
+    call = {"function": {"name": "parts_lookup", "arguments": {"query": "brake pads"}}}
+    lines = [
+        {"model": "qwen2.5", "message": {"role": "assistant", "content": "Moment."},
+         "done": False},
+        {"model": "qwen2.5", "message": {"role": "assistant", "content": "",
+                                         "tool_calls": [call]}, "done": False},
+        {"model": "qwen2.5", "message": {"role": "assistant", "content": ""}, "done": True,
+         "done_reason": "stop"},
+    ]
+    peer.routes["/api/chat"] = (200, "application/x-ndjson",
+                                [json.dumps(line).encode() + b"\n" for line in lines])
+    tools = [{"type": "function", "function": {"name": "parts_lookup", "parameters": {
+        "type": "object", "properties": {"query": {"type": "string"}}}}}]
+    out = list(OllamaLlm(host=base, model="qwen2.5").stream(
+        [{"role": "user", "content": "Brake pads?"}], cancel=threading.Event(), tools=tools))
+    assert out == [TextDelta("Moment."),
+                   ToolCallRequest(name="parts_lookup", arguments={"query": "brake pads"})]
+    assert json.loads(peer.requests[0][2])["tools"] == tools
+
+
+def _sse(*deltas: dict[str, Any], finish: str = "stop") -> list[bytes]:
+    """An OpenAI chat-completions stream of ``deltas``, as servers send it."""
+    chunks = [{"id": "c1", "object": "chat.completion.chunk", "model": "m",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+              for delta in deltas]
+    chunks.append({"id": "c1", "object": "chat.completion.chunk", "model": "m",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks] + [
+        b"data: [DONE]\n\n"]
+
+
+def _fragment(index: int, *, arguments: str, call_id: str = "",
+              name: str = "") -> dict[str, Any]:
+    function = {"arguments": arguments, **({"name": name} if name else {})}
+    head = {"id": call_id, "type": "function"} if call_id else {}
+    return {"tool_calls": [{"index": index, **head, "function": function}]}
+
+
+def test_openai_tool_calls_stream_by_index_and_arrive_as_requests(
+        http_peer: tuple[str, type[_Recorder]]) -> None:
+    base, peer = http_peer
+    # Two calls whose argument fragments interleave, and one whose arguments are broken.
+    peer.routes["/v1/chat/completions"] = (200, "text/event-stream", _sse(
+        {"role": "assistant", "content": "Let me check."},
+        _fragment(0, call_id="call_a", name="parts_lookup", arguments=""),
+        _fragment(1, call_id="call_b", name="kb_search", arguments='{"q": '),
+        _fragment(0, arguments='{"query": "brake'),
+        _fragment(1, arguments='"hours"}'),
+        _fragment(0, arguments=' pads"}'),
+        _fragment(2, call_id="call_c", name="parts_lookup", arguments='{"query": '),
+        finish="tool_calls"))
+    out = list(OpenAiLlm(base_url=f"{base}/v1", model="m").stream(
+        [{"role": "user", "content": "Brake pads?"}], cancel=threading.Event(),
+        tools=[{"type": "function", "function": {"name": "parts_lookup"}}]))
+    assert out[:3] == [
+        TextDelta("Let me check."),
+        ToolCallRequest(name="parts_lookup", arguments={"query": "brake pads"}, id="call_a"),
+        ToolCallRequest(name="kb_search", arguments={"q": "hours"}, id="call_b")]
+    assert len(out) == 4 and isinstance(out[3], ToolCallInvalid)
+    assert not any(isinstance(d, TextDelta) and "tool_call" in d.text for d in out)
+    sent = json.loads(peer.requests[0][2])
+    assert sent["stream"] is True and sent["tools"][0]["function"]["name"] == "parts_lookup"
 
 
 def test_openai_stt_and_tts_speak_the_audio_endpoints(
@@ -148,7 +217,9 @@ def test_openai_llm_streams_from_a_real_llama_cpp_server(python: str) -> None:
         llm = OpenAiLlm(base_url=f"http://127.0.0.1:{port}/v1", model=str(gguf))
         pieces = list(llm.stream([{"role": "user", "content": "Say hello in three words."}],
                                  cancel=threading.Event()))
-        assert len(pieces) > 1 and "".join(pieces).strip()  # streamed, not one blob
+        assert all(isinstance(piece, TextDelta) for piece in pieces)
+        text = "".join(piece.text for piece in pieces if isinstance(piece, TextDelta))
+        assert len(pieces) > 1 and text.strip()  # streamed, not one blob
         cancel = threading.Event()
         stream = llm.stream([{"role": "user", "content": "Count from one to fifty."}],
                             cancel=cancel)

@@ -58,9 +58,9 @@ async def test_a_barged_in_transcription_keeps_its_slot_until_its_thread_returns
     session = LocalSession(call=call, stt_backend=stt, llm_backend=ScriptedLlm(),  # type: ignore[arg-type]
                            tts_backend=ScriptedTts())
     t = await _feed(session, voiced(RATE, 0.6) + bytes(RATE), 0.0)
-    first_turn = session._task
-    assert first_turn is not None
     assert await asyncio.to_thread(stt.entered.wait, 5)  # Whisper is busy with turn 1
+    first_turn = session.stt._work  # the STT stage's work on turn 1
+    assert first_turn is not None
     busy_before = _busy_count("stt")
     # The caller speaks again: turn 1 is cancelled while its thread still transcribes.
     await _feed(session, voiced(RATE, 0.6, freq=180) + bytes(RATE), t)
@@ -70,7 +70,9 @@ async def test_a_barged_in_transcription_keeps_its_slot_until_its_thread_returns
     # Turn 2 found the only slot still held by turn 1's thread, so it waits; it did not
     # start a second transcription beside the first (what freeing the slot on
     # cancellation did).
-    assert _busy_count("stt") == busy_before + 1
+    async with asyncio.timeout(5):  # the STT stage takes turn 2 up after the cancel
+        while _busy_count("stt") != busy_before + 1:  # noqa: ASYNC110  (a counter: no event)
+            await asyncio.sleep(0.01)
     stt.release.set()
     events = await _drain(session, Transcript)
     callers = [e for e in events if isinstance(e, Transcript) and e.role == "caller"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from voice.chunker import ToolCall
+from voice.llm_deltas import LlmDelta, TextDelta, ToolCallRequest
 from voice.protocols.metadata import CallStart
 from voice.session.events import AgentAudio, Transcript
 from voice.session.local import LocalSession
@@ -20,18 +20,20 @@ from voice.tests.test_local_session import RATE, ScriptedStt, ScriptedTts, _drai
 from voice.tools import ToolOutcome
 
 FACTS = "Golf VII: ATE brake pads, part number TP-10098, 46.38 EUR, 2 in stock"
+ANSWER = "Yes, ATE brake pads, part number TP-10098, cost 46.38 euros."
+LOOKUP = ToolCallRequest(name="parts_lookup", arguments={"vehicle": "Golf 7"})
 
 
 class ScriptedHook:
-    def __init__(self, *, route: list[ToolCall], delay_s: float = 0.0) -> None:
+    def __init__(self, *, route: list[ToolCallRequest], delay_s: float = 0.0) -> None:
         self.routed, self.delay_s = route, delay_s
-        self.calls: list[ToolCall] = []
+        self.calls: list[ToolCallRequest] = []
         self.started, self.cancelled = asyncio.Event(), asyncio.Event()
 
     async def prepare(self) -> None:
         pass
 
-    async def route(self, *, text: str, language: str) -> list[ToolCall]:
+    async def route(self, *, text: str, language: str) -> list[ToolCallRequest]:
         return self.routed
 
     async def schemas(self) -> list[dict[str, Any]]:
@@ -40,7 +42,7 @@ class ScriptedHook:
     async def vocabulary(self, *, language: str) -> Any:
         return None  # no catalog words: transcripts pass unchanged
 
-    async def call(self, tool_call: ToolCall, *, language: str,
+    async def call(self, tool_call: ToolCallRequest, *, language: str,
                    call_id: int | None) -> ToolOutcome:
         self.calls.append(tool_call)
         self.started.set()
@@ -59,22 +61,21 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
 
 
 class ToolAwareLlm:
-    """Answers from facts when they are in the prompt; otherwise asks for the tool, the way
-    Qwen 0.5B does (a bare JSON object)."""
+    """Answers from facts when they are in the prompt; otherwise asks for the tool (as a
+    backend yields it: how a model's text becomes a call is voice.llm_tags' part)."""
 
     def __init__(self) -> None:
         self.prompts: list[list[dict[str, Any]]] = []
         self.tools_offered: list[bool] = []
 
     def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str | LlmDelta]:
         self.prompts.append([dict(m) for m in messages])
         self.tools_offered.append(bool(tools))
-        if "TP-10098" in _last_user(messages):
-            reply = "Yes, ATE brake pads, part number TP-10098, cost 46.38 euros."
-        else:
-            reply = '{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}'
-        for word in reply.split(" "):
+        if "TP-10098" not in _last_user(messages):
+            yield LOOKUP
+            return
+        for word in ANSWER.split(" "):
             if cancel.is_set():
                 return
             time.sleep(0.002)
@@ -88,7 +89,8 @@ def _session(llm: ToolAwareLlm, hook: ScriptedHook) -> LocalSession:
                         tts_backend=ScriptedTts(), tool_hook=hook, call_id=7)
 
 
-ROUTED = ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7", "part": "brake pads"})
+ROUTED = ToolCallRequest(name="parts_lookup",
+                         arguments={"vehicle": "Golf 7", "part": "brake pads"})
 
 
 async def test_a_routed_tool_runs_before_the_llm_and_its_facts_reach_the_prompt() -> None:
@@ -131,7 +133,7 @@ async def test_a_tool_the_llm_asks_for_is_run_and_never_spoken() -> None:
     said = [e.text for e in events if isinstance(e, AgentAudio) and e.text]
     assert said == ["Yes, ATE brake pads,", "part number TP-10098, cost 46.38 euros."]
     assert not any("{" in text for text in said)
-    assert hook.calls == [ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7"})]
+    assert hook.calls == [LOOKUP]
     # Offered the tools the first time; answering from the result, no tools to loop on.
     assert llm.tools_offered == [True, False]
     assert "(Data from our system: parts_lookup:" in llm.prompts[1][-1]["content"]
@@ -198,25 +200,30 @@ async def test_the_caller_text_is_corrected_and_the_raw_one_kept(
 
 
 class PreambleLlm(ToolAwareLlm):
-    """Says a clause, then calls the tool in Qwen's tags (Hermes style), as Qwen 2.5 does
-    when it announces what it is about to do."""
+    """Says a clause, then calls the tool, as Qwen 2.5 does when it announces what it is
+    about to do."""
 
-    def __init__(self, preamble: str = "Let me look that up.") -> None:
+    def __init__(self, preamble: str = "Let me look that up.", *,
+                 talks_on: bool = False) -> None:
         super().__init__()
-        self.preamble = preamble
+        self.preamble, self.talks_on = preamble, talks_on
 
     def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str | LlmDelta]:
         if "TP-10098" in _last_user(messages):
             yield from super().stream(messages, cancel=cancel, tools=tools)
             return
         self.prompts.append([dict(m) for m in messages])
         self.tools_offered.append(bool(tools))
-        call = '<tool_call>\n{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}\n'
-        for word in f"{self.preamble} {call}</tool_call>".split(" "):
+        for word in self.preamble.split(" "):
             if cancel.is_set():
                 return
-            yield word + " "
+            yield TextDelta(word + " ")
+        # A model talking on is still generating when the stop comes: wait for the flag
+        # (an event, not a guessed delay) where it would otherwise write the call.
+        if self.talks_on and cancel.wait(timeout=10):
+            return
+        yield LOOKUP
 
 
 @pytest.mark.parametrize("max_sentences", [2, 1])
@@ -231,7 +238,7 @@ async def test_a_tool_call_after_a_spoken_clause_runs_and_its_answer_follows(
     assert said[0] == "Let me look that up."
     assert said[1] == "Yes, ATE brake pads,"  # the answer from the tool's result
     assert not any("tool_call" in text or "{" in text for text in said)
-    assert hook.calls == [ToolCall(name="parts_lookup", arguments={"vehicle": "Golf 7"})]
+    assert hook.calls == [LOOKUP]
     assert llm.tools_offered == [True, False]
     assert "(Data from our system: parts_lookup:" in llm.prompts[1][-2]["content"]
     # What the caller already heard is in the prompt, so the answer goes on from it.
@@ -246,7 +253,8 @@ async def test_a_tool_call_after_a_spoken_clause_runs_and_its_answer_follows(
 
 async def test_a_reply_that_talks_on_past_its_budget_stops_there(settings: Any) -> None:
     settings.TOM_MAX_SENTENCES = 1
-    llm, hook = PreambleLlm("Let me look that up. It takes a second."), ScriptedHook(route=[])
+    llm = PreambleLlm("Let me look that up. It takes a second.", talks_on=True)
+    hook = ScriptedHook(route=[])
     session = _session(llm, hook)
     await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
     events = await _drain(session, Transcript)
@@ -262,14 +270,13 @@ class LoopingLlm(ToolAwareLlm):
     """Asks for the same tool five times in one reply (a small model looping)."""
 
     def stream(self, messages: list[dict[str, Any]], *, cancel: threading.Event,
-               tools: list[dict[str, Any]] | None = None) -> Iterator[str]:
+               tools: list[dict[str, Any]] | None = None) -> Iterator[str | LlmDelta]:
         if "TP-10098" in _last_user(messages):
             yield from super().stream(messages, cancel=cancel, tools=tools)
             return
         self.prompts.append([dict(m) for m in messages])
         self.tools_offered.append(bool(tools))
-        call = '<tool_call>{"name": "parts_lookup", "arguments": {"vehicle": "Golf 7"}}</tool_call>'
-        yield call * 5
+        yield from [LOOKUP] * 5
 
 
 async def test_tool_calls_over_the_cap_are_refused_with_a_log_and_a_metric(
