@@ -30,13 +30,16 @@ import uuid
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _server import REPO, embedded_env, models_shared, start_server, use_repo
+
+if TYPE_CHECKING:  # imported at run time only once the measured tree is on sys.path
+    from _scripted_caller import Step
 
 QUESTIONS = [
     "Hello, what are your opening hours on Saturday?",
@@ -58,8 +61,7 @@ SCRIPTS = {"backchannels": "qkk", "mixed": "qkb", "second-question": "qbq", "bar
 # Every script once, the modes crossed, then barge-in calls until --interruptions are met.
 COVERAGE = [("backchannels", "stream"), ("mixed", "file"), ("second-question", "stream"),
             ("backchannels", "file")]
-RATE, FRAME_S = 8000, 0.02
-FRAME = int(RATE * FRAME_S) * 2
+RATE, FRAME = 8000, 320  # 20 ms of 8 kHz L16, as _scripted_caller sends them
 LOUD_DBFS = -45.0  # TOM_BARGE_IN_MIN_DBFS's default: what counts as loud speech
 
 
@@ -103,97 +105,6 @@ def caller_audio(text: str, cache: Path) -> bytes:
             wav.writeframes(pcm)
     with wave.open(str(path), "rb") as wav:
         return wav.readframes(wav.getnframes())
-
-
-@dataclass
-class Step:
-    kind: str  # "question", "barge", "backchannel"
-    pcm: bytes
-    onset: float | None = None  # call time of the first loud frame sent
-    end: float | None = None
-    skipped: bool = False  # talked over nothing: the agent had finished
-    kill_ms: float | None = None  # onset -> killAudio
-    resumed: bool = False  # backchannel: agent audio followed it (the same reply)
-
-
-def scripted_caller_class() -> type:
-    from voice.client import ForkClient
-
-    class ScriptedCaller(ForkClient):
-        """Plays ``steps`` as a caller who listens: talks over a reply ``delay_s`` after it
-        starts (or when it next plays, if it paused between clauses), and asks a question
-        once the reply is over: its agent transcript came and its audio has played, or
-        nothing has played for ``quiet_s``."""
-
-        def __init__(self, *, steps: list[Step], delay_s: float, quiet_s: float,
-                     reply_wait_s: float, **kwargs: Any) -> None:
-            super().__init__(segments=[], **kwargs)
-            self.steps, self.delay_s, self.quiet_s = steps, delay_s, quiet_s
-            self.reply_wait_s = reply_wait_s
-            self.agent_texts: list[float] = []  # call times agent transcripts came
-
-        async def _on_text(self, ws: Any, text: str) -> None:
-            before = len(self.report.transcripts)
-            await super()._on_text(ws, text)
-            if self.report.transcripts[before:] and \
-                    self.report.transcripts[-1].get("role") == "agent":
-                self.agent_texts.append(self._now())
-
-        def heard(self) -> list[Any]:
-            """Agent audio the caller heard (a playback killAudio emptied is not audio)."""
-            return [p for p in self.report.playbacks if p.end > p.start]
-
-        def _audio_since(self, t: float) -> bool:
-            return any(p.start >= t for p in self.heard())
-
-        def _playing(self) -> bool:
-            now = self._now()
-            return any(p.start <= now < p.end for p in self.heard())
-
-        def _reply_over(self, t: float) -> bool:
-            """The reply to what was said before ``t`` began, was told complete and has
-            played (or nothing has played for ``quiet_s``)."""
-            if not self._audio_since(t) or self._playing():
-                return False
-            last = max((p.end for p in self.heard()), default=0.0)
-            return any(a >= t for a in self.agent_texts) or self._now() - last >= self.quiet_s
-
-        async def _silence(self, ws: Any, *, until: Any = None, seconds: float) -> None:
-            silence = bytes(FRAME)
-            deadline = self._now() + seconds
-            while self._now() < deadline and not (until is not None and until()):
-                await self._send_frame(ws, silence)
-
-        async def _stream(self, ws: Any) -> None:
-            last_end = 0.0
-            await self._silence(ws, seconds=0.5)
-            for step in self.steps:
-                if step.kind != "question":
-                    await self._silence(ws, until=lambda t=last_end: self._audio_since(t),
-                                        seconds=self.reply_wait_s)
-                    await self._silence(ws, seconds=self.delay_s)
-                    await self._silence(ws, until=lambda t=last_end: self._playing()
-                                        or self._reply_over(t), seconds=self.reply_wait_s)
-                    step.skipped = not self._playing()
-                    if step.skipped and step.kind == "backchannel":
-                        continue
-                elif last_end:
-                    await self._silence(ws, until=lambda t=last_end: self._reply_over(t),
-                                        seconds=self.reply_wait_s + 30)
-                    await self._silence(ws, seconds=0.5)
-                # The speech onset on the line's clock: when its first frame is due.
-                step.onset = self.report.frames_sent * FRAME_S
-                self.report.segment_starts.append(step.onset)
-                for i in range(0, len(step.pcm), FRAME):
-                    await self._send_frame(ws, step.pcm[i:i + FRAME].ljust(FRAME, b"\0"))
-                step.end = last_end = self._now()
-                self.report.segment_ends.append(step.end)
-            # Hang up once the last reply has played out (its turn is then complete).
-            await self._silence(ws, until=lambda: self._reply_over(last_end),
-                                seconds=self.reply_wait_s + 30)
-            await self._silence(ws, seconds=self.tail_s)
-
-    return ScriptedCaller
 
 
 @dataclass
@@ -248,7 +159,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interruptions", type=int, default=20,
                         help="barge-ins to measure (calls are added until this many)")
@@ -271,13 +182,73 @@ def main() -> None:
                         help="script:mode,... to place first instead of every script once "
                              f"(scripts: {', '.join(SCRIPTS)})")
     parser.add_argument("--verbose", action="store_true", help="each call's timeline")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _place_call(*, port: int, script: str, mode: str, steps: list[Step],
+                args: argparse.Namespace) -> CallResult:
+    """One scripted call; a call that fails is a figure too, not the end of the run."""
+    from _scripted_caller import ScriptedCaller
+
+    from voice.auth import fork_token_mint
+
+    call_uuid = str(uuid.uuid4())
+    caller = ScriptedCaller(
+        url=f"ws://127.0.0.1:{port}/ws/fork/?mode={mode}&token="
+            f"{fork_token_mint(call_uuid=call_uuid)}",
+        metadata={"uuid": call_uuid, "sampleRate": RATE, "language": "en"},
+        rate=RATE, steps=steps, delay_s=args.delay_s, quiet_s=4.0, reply_wait_s=25.0,
+        tail_s=0.5)
+    result = CallResult(script=script, mode=mode, uuid=call_uuid, steps=steps)
+    try:
+        asyncio.run(caller.run())
+    except Exception as exc:
+        result.problems.append(f"{type(exc).__name__}: {exc}")
+    result.problems += caller.report.problems(expect_answer=False)
+    analyse(result, caller)
+    if args.verbose:
+        timeline(result, caller)
+    return result
+
+
+def _place_calls(*, port: int, audio: dict[str, bytes],
+                 args: argparse.Namespace) -> list[CallResult]:
+    """Every script once (or ``--calls``), then barge-in calls until enough barge-ins."""
+    from _scripted_caller import Step
+
+    modes, counter = args.modes.split(","), {"q": 0, "b": 0, "k": 0}
+    plan = [tuple(c.split(":")) for c in args.calls.split(",")] if args.calls else COVERAGE
+
+    def utterance(letter: str) -> Step:
+        pool = {"q": QUESTIONS, "b": BARGES, "k": BACKCHANNELS}[letter]
+        counter[letter] += 1
+        return Step({"q": "question", "b": "barge", "k": "backchannel"}[letter],
+                    audio[pool[(counter[letter] - 1) % len(pool)]])
+
+    results: list[CallResult] = []
+    started = time.monotonic()
+    while time.monotonic() - started < args.budget_s:
+        measured = sum(1 for r in results for s in r.steps
+                       if s.kind == "barge" and not s.skipped and s.onset is not None)
+        index = len(results)
+        if index >= len(plan) and measured >= args.interruptions:
+            break
+        script, mode = plan[index] if index < len(plan) else ("barges", modes[index % len(modes)])
+        mode = mode if mode in modes else modes[index % len(modes)]
+        results.append(_place_call(port=port, script=script, mode=mode, args=args,
+                                   steps=[utterance(letter) for letter in SCRIPTS[script]]))
+        print(f"call {len(results)} ({script}, {mode}): {time.monotonic() - started:.0f} s",
+              file=sys.stderr)
+    return results
+
+
+def main() -> None:
+    args = _arguments()
     repo = use_repo(args.repo)
-    modes = args.modes.split(",")
     base = args.data_dir.resolve()
-    run_dir = base / f"run-{repo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    env = embedded_env(repo=repo, data=run_dir, TOM_SESSION_BACKEND="local",
-                       TOM_STT_MODEL=args.stt_model, TOM_VAD_STOP_MS=str(args.vad_stop_ms))
+    env = embedded_env(repo=repo, data=base / f"run-{repo.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                       TOM_SESSION_BACKEND="local", TOM_STT_MODEL=args.stt_model,
+                       TOM_VAD_STOP_MS=str(args.vad_stop_ms))
     models_shared(env, repo=repo)
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tomsite.settings")
@@ -287,67 +258,24 @@ def main() -> None:
     from django.conf import settings
 
     from calls.models import Call, CallTurn
-    from voice.auth import fork_token_mint
 
     min_speech = settings.TOM_BARGE_IN_MIN_SPEECH_MS
     if args.backchannel_ms + 20 >= min_speech:
-        parser.error(f"--backchannel-ms must stay below TOM_BARGE_IN_MIN_SPEECH_MS "
-                     f"({min_speech}) by a frame")
+        raise SystemExit(f"--backchannel-ms must stay a frame below "
+                         f"TOM_BARGE_IN_MIN_SPEECH_MS ({min_speech})")
     cache = base / "caller-audio"
     audio = {t: trim(caller_audio(t, cache)) for t in QUESTIONS + BARGES}
     audio |= {t: trim(caller_audio(t, cache), keep_ms=args.backchannel_ms)
               for t in BACKCHANNELS}
-    caller_class = scripted_caller_class()
     server, port = start_server(env, repo=repo)
-    results: list[CallResult] = []
-    counter = {"q": 0, "b": 0, "k": 0}
-
-    def utterance(letter: str) -> Step:
-        pool = {"q": QUESTIONS, "b": BARGES, "k": BACKCHANNELS}[letter]
-        text = pool[counter[letter] % len(pool)]
-        counter[letter] += 1
-        return Step({"q": "question", "b": "barge", "k": "backchannel"}[letter], audio[text])
-
-    plan = ([tuple(c.split(":")) for c in args.calls.split(",")] if args.calls
-            else COVERAGE)
     started = time.monotonic()
     try:
-        index = 0
-        while time.monotonic() - started < args.budget_s:
-            measured = sum(1 for r in results for s in r.steps
-                           if s.kind == "barge" and not s.skipped and s.onset is not None)
-            if index >= len(plan) and measured >= args.interruptions:
-                break
-            script, mode = (plan[index] if index < len(plan)
-                            else ("barges", modes[index % len(modes)]))
-            if mode not in modes:
-                mode = modes[index % len(modes)]
-            index += 1
-            call_uuid = str(uuid.uuid4())
-            steps = [utterance(letter) for letter in SCRIPTS[script]]
-            caller = caller_class(
-                url=f"ws://127.0.0.1:{port}/ws/fork/?mode={mode}&token="
-                    f"{fork_token_mint(call_uuid=call_uuid)}",
-                metadata={"uuid": call_uuid, "sampleRate": RATE, "language": "en"},
-                rate=RATE, steps=steps, delay_s=args.delay_s, quiet_s=4.0,
-                reply_wait_s=25.0, tail_s=0.5)
-            result = CallResult(script=script, mode=mode, uuid=call_uuid, steps=steps)
-            try:
-                asyncio.run(caller.run())
-            except Exception as exc:  # a failed call is a figure too, not the end of the run
-                result.problems.append(f"{type(exc).__name__}: {exc}")
-            result.problems += caller.report.problems(expect_answer=False)
-            analyse(result, caller)
-            results.append(result)
-            if args.verbose:
-                timeline(result, caller)
-            print(f"call {len(results)} ({script}, {mode}): {time.monotonic() - started:.0f} s",
-                  file=sys.stderr)
+        results = _place_calls(port=port, audio=audio, args=args)
     finally:
         server.terminate()
         server.wait(30)
     wall = time.monotonic() - started
-
+    # Read after the server stopped: a turn it records at hang-up is in by then.
     for result in results:
         call = Call.objects.filter(uuid=result.uuid).first()
         result.turns = list(CallTurn.objects.filter(call=call).order_by("index")) if call else []
