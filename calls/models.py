@@ -92,16 +92,18 @@ class Call(models.Model):
         FRAME_TOO_LARGE = "frame_too_large", "Frame too large"
         RATE_LIMITED = "rate_limited", "Message flood"
         OVERLOADED = "overloaded", "Server overloaded"
+        BUSY = "busy", "All lines busy"
         SERVER_ERROR = "server_error", "Server error"
         PROCESS_DIED = "process_died", "Web process died"
 
     ENDED = (Status.COMPLETED, Status.FAILED)
-    # Endings that say nothing about how a variant behaved: the machine failed, or the
-    # peer sent what no caller sends (an attack). Rewarding them would blame a variant.
+    # Endings that say nothing about how a variant behaved: the machine failed or was full
+    # (busy: the caller heard only the busy message), or the peer sent what no caller
+    # sends (an attack). Rewarding them would blame a variant.
     UNREWARDED_REASONS = frozenset({
         EndReason.STALE, EndReason.SERVER_ERROR, EndReason.PROCESS_DIED, EndReason.OVERLOADED,
-        EndReason.PROTOCOL_ERROR, EndReason.FRAME_TOO_LARGE, EndReason.RATE_LIMITED,
-        EndReason.BLOCKED,
+        EndReason.BUSY, EndReason.PROTOCOL_ERROR, EndReason.FRAME_TOO_LARGE,
+        EndReason.RATE_LIMITED, EndReason.BLOCKED,
     })
 
     uuid = models.CharField(

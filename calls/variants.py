@@ -15,6 +15,14 @@ from typing import Annotated, Any, Protocol
 import pydantic
 from django.conf import settings
 
+# Heard instead of silence by a caller over capacity (voice.admission): short, since the
+# line stays busy while it plays, and saying what to do.
+BUSY_MESSAGES = {
+    "en": "All our lines are busy right now. Please call back in a few minutes.",
+    "de": "Alle unsere Leitungen sind gerade besetzt. Bitte rufen Sie in ein paar Minuten "
+          "wieder an.",
+}
+
 
 class VariantParameters(pydantic.BaseModel):
     """A variant's behaviour. Empty strings mean "the setting's default"."""
@@ -39,6 +47,9 @@ class VariantParameters(pydantic.BaseModel):
     vad_stop_ms: Annotated[int, pydantic.Field(ge=150, le=2000)] = 450
     barge_in_min_speech_ms: Annotated[int, pydantic.Field(ge=40, le=2000)] = 200
     max_sentences: Annotated[int, pydantic.Field(ge=1, le=6)] = 2
+    busy_message: Annotated[str, pydantic.Field(
+        max_length=300, description="What a caller over capacity hears before the line "
+                                    "closes (a queue message); empty: the language's.")] = ""
 
     @pydantic.field_validator("system_prompt_template")
     @classmethod
@@ -48,6 +59,12 @@ class VariantParameters(pydantic.BaseModel):
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"only {{persona}} and {{language}} may be used: {exc}") from None
         return value
+
+    def busy_text(self, *, language: str) -> str:
+        """The busy message: the variant's, else the default in ``language`` (English
+        for a language without one)."""
+        return self.busy_message.strip() or BUSY_MESSAGES.get(language.split("-")[0].lower(),
+                                                             BUSY_MESSAGES["en"])
 
     def prompt(self, *, language: str, default: str) -> str:
         if not self.system_prompt_template:

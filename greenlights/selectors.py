@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
+from voice.warmup import warm_status
+
 PROBE_TIMEOUT_S = 2.0
 
 
@@ -53,9 +55,12 @@ async def _channel_layer_probe() -> Probe:
 
 
 async def health_status() -> dict[str, Any]:
-    """Probe the database and the channel layer; ``ok`` only if every probe is."""
+    """Probe the database and the channel layer; ``ok`` only if every probe is and the
+    process is ready for calls: warm (voice.warmup), or not meant to warm up."""
     probes = [await database_sync_to_async(_database_probe)(), await _channel_layer_probe()]
-    return {"ok": all(p.ok for p in probes), "probes": [asdict(p) for p in probes]}
+    warm = warm_status()
+    return {"ok": all(p.ok for p in probes) and warm.ready, "warm": warm.warm,
+            "warm_up": warm.as_dict(), "probes": [asdict(p) for p in probes]}
 
 
 def _ms(started: float) -> float:

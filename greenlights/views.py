@@ -16,8 +16,17 @@ from voice.access import client_in
 @never_cache
 @require_GET
 async def healthz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 once the services answer and the process is warm (``warm``), 503
+    until then, so a load balancer, ``tom_run`` and systemd send calls only to a
+    process that answers the first like the tenth."""
     status = await health_status()
-    return JsonResponse(status, status=200 if status["ok"] else 503)
+    response = JsonResponse(status, status=200 if status["ok"] else 503)
+    if not status["ok"]:
+        # A 503 here is an answer, not a server error: without this, django.request logs
+        # an ERROR with the request for every probe while the models warm up (a load
+        # balancer probes every 2 s). django.utils.log.log_response honours the flag.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def _may_scrape(request: HttpRequest) -> bool:

@@ -25,6 +25,9 @@ _DATA = env_path("TOM_DATA_DIR", "var")
 # openai backends: it only changes the defaults of TOM_STT/LLM/TTS_BACKEND below, so one
 # of those that is set (TOM_LLM_BACKEND=ollama) wins over it.
 _BACKEND_DEFAULT = "openai" if env_str("TOM_SESSION_BACKEND").strip().lower() == "provider" else ""
+# Ready means warm: the web process loads its models and runs one turn through them
+# before /healthz answers 200 (voice.warmup). Off: ready at once, the first caller waits.
+TOM_WARM_UP = env_bool("TOM_WARM_UP", True)
 
 # --- WebSocket (the FreeSWITCH audio fork) ---------------------------------------
 TOM_FORK_SUBPROTOCOL = env_str("TOM_FORK_SUBPROTOCOL", "audio.drachtio.org")
@@ -54,6 +57,14 @@ TOM_MAX_SENTENCES = env_int("TOM_MAX_SENTENCES", 3)  # per reply; a policy varia
 TOM_LLM_TEMPERATURE = env_float("TOM_LLM_TEMPERATURE", 0.3)
 TOM_LLM_THREADS = env_int("TOM_LLM_THREADS", 0)  # 0: one per core
 TOM_LLM_GPU_LAYERS = env_int("TOM_LLM_GPU_LAYERS", -1)  # -1: all layers when a GPU exists
+# TOM_LLM_BACKEND=llamacpp-server (voice.inference): llama.cpp's own llama-server as a
+# supervised child of the web process (one per host, shared by its web processes), or the
+# one at TOM_LLM_SERVER_URL (production: deploy/systemd/tom-llm.service).
+TOM_LLM_PARALLEL = env_int("TOM_LLM_PARALLEL", 4)  # slots decoded together (batched)
+TOM_LLM_SERVER_URL = env_str("TOM_LLM_SERVER_URL")  # empty: start and supervise one here
+TOM_LLM_SERVER_BIN = env_str("TOM_LLM_SERVER_BIN")  # empty: .venv/bin/llama-server, then PATH
+TOM_LLM_SERVER_PORT = env_int("TOM_LLM_SERVER_PORT", 0)  # 0: a free port on 127.0.0.1
+TOM_LLM_SERVER_START_TIMEOUT_S = env_float("TOM_LLM_SERVER_START_TIMEOUT_S", 120.0)
 TOM_PERSONA_NAME = env_str("TOM_PERSONA_NAME", "Tom")
 TOM_SYSTEM_PROMPT = env_str("TOM_SYSTEM_PROMPT")  # empty: the built-in prompt for the language
 OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
@@ -148,10 +159,18 @@ TOM_RATE_LIMIT_BURST = env_int("TOM_RATE_LIMIT_BURST", 240)
 TOM_RATE_LIMIT_AUDIO_FACTOR = env_float("TOM_RATE_LIMIT_AUDIO_FACTOR", 1.5)
 TOM_RATE_LIMIT_AUDIO_BURST_S = env_float("TOM_RATE_LIMIT_AUDIO_BURST_S", 2.0)
 TOM_MAX_CONCURRENT_CALLS = env_int("TOM_MAX_CONCURRENT_CALLS", 100)
+# Calls this process serves within the latency goal; callers beyond it (up to the hard cap
+# above, TOM_MAX_CONCURRENT_CALLS) hear the busy message. Empty: derived (voice.admission:
+# two per CPU with the models in this process, no limit for the echo session); 0: no limit.
+TOM_CAPACITY_CALLS: int | None = (env_int("TOM_CAPACITY_CALLS", 0)
+                                  if env_str("TOM_CAPACITY_CALLS").strip() else None)
 
 # --- Performance ----------------------------------------------------------------------
 TOM_STT_MAX_CONCURRENCY = env_int("TOM_STT_MAX_CONCURRENCY", 2)
-TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", 1)
+# In-process llama.cpp has one context (1); llama-server decodes TOM_LLM_PARALLEL at once.
+_LLM_SERVED = TOM_LLM_BACKEND.lower() in ("llamacpp-server",
+                                          "voice.inference.backend.llamaserverllm")
+TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", TOM_LLM_PARALLEL if _LLM_SERVED else 1)
 TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 2)
 TOM_OUTBOUND_BUFFER_MS = env_int("TOM_OUTBOUND_BUFFER_MS", 200)
 TOM_TOOL_TIMEOUT_S = env_float("TOM_TOOL_TIMEOUT_S", 2.0)

@@ -50,6 +50,7 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("llm", "TOM_LLM_BACKEND", "voice.llm.LlmBackend", {
         "llama_cpp": "voice.llm.LlamaCppLlm",
         "llamacpp": "voice.llm.LlamaCppLlm",  # the name before issue 15
+        "llamacpp-server": "voice.inference.backend.LlamaServerLlm",  # out of process, batched
         "ollama": "voice.providers.OllamaLlm",
         "openai": "voice.providers.OpenAiLlm",
     }),

@@ -51,13 +51,20 @@ async def call_lifecycle_session(*, call: Call, start: CallStart,
 
     Raises what ``create`` and ``prepare`` raise (a backend unavailable, a model error).
     """
-    params = None
-    if settings.TOM_FEATURE_RL:
-        variant = await database_sync_to_async(policy.call_policy_assign)(call=call)
-        params = variants.parameters_clean(variant.parameters) if variant else None
+    params = await call_lifecycle_variant(call=call)
     session = create(call=start, call_id=call.pk, params=params)
     await session.prepare()
     return session
+
+
+async def call_lifecycle_variant(*, call: Call) -> variants.VariantParameters | None:
+    """The call's policy variant (chosen and recorded on the row with ``TOM_FEATURE_RL``),
+    as parameters; None: the settings' defaults. A busy call gets one too: its variant may
+    set what the caller hears (``busy_message``), and the call is never rewarded."""
+    if not settings.TOM_FEATURE_RL:
+        return None
+    variant = await database_sync_to_async(policy.call_policy_assign)(call=call)
+    return variants.parameters_clean(variant.parameters) if variant else None
 
 
 async def call_lifecycle_answer(*, call: Call) -> None:

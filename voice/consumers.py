@@ -2,7 +2,8 @@
 
 One consumer per call. The handshake is authenticated before it is accepted (a refusal
 is HTTP 403); the first text frame is the call's metadata; binary frames are the
-caller's audio. The consumer admits, parses and budgets frames; the call's record
+caller's audio. The consumer admits (voice.admission: served, told that all lines are
+busy, or refused past the hard cap), parses and budgets frames; the call's record
 (start, policy, session, DTMF, end and its metrics) is voice.call_lifecycle, and what
 the session says reaches the module through voice.call_output. How the module's frames
 read and what goes back is its protocol adapter (voice.protocols.adapters), chosen once
@@ -25,6 +26,7 @@ from django.conf import settings
 from calls.models import Call
 from tomsite.metrics import error_count
 from voice import metrics
+from voice.admission import BusyLine, Slot, admission_release, admission_reserve
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
 from voice.call_lifecycle import (
     call_lifecycle_answer,
@@ -58,7 +60,6 @@ GRACEFUL_DRAIN_S = 10.0
 MAX_CONTROL_BYTES = 16_384
 MAX_CONTROL_ITEMS = 32
 DTMF_PER_S, DTMF_BURST, MAX_DTMF_PER_CALL = 5.0, 20, 200  # beyond: ignored, with a log line
-_active = 0  # calls in this process, counted from the handshake on (slots reserved)
 
 
 class ForkConsumer(AsyncWebsocketConsumer):
@@ -85,15 +86,15 @@ class ForkConsumer(AsyncWebsocketConsumer):
         # The module's adapter and the turn ledger, fed from the session's events.
         self.output: CallOutput | None = None
         self.end_reason: str | None = None
-        self.counted = False
+        self.slot: Slot | None = None  # this connection's place (voice.admission)
+        self.busy_line: BusyLine | None = None  # over capacity: the busy message instead
         self.last_frame_at = loop.time()
         self.bucket = TokenBucket(rate=settings.TOM_RATE_LIMIT_MSGS,
                                   burst=settings.TOM_RATE_LIMIT_BURST, now=loop.time())
         self.audio_bucket: TokenBucket | None = None  # sized once the metadata says the rate
         self.dtmf = DtmfLimit(per_s=DTMF_PER_S, burst=DTMF_BURST, total=MAX_DTMF_PER_CALL,
                               now=loop.time())
-        # The slot is taken before the first await: checked then counted after it, two
-        # handshakes arriving together could both pass the check.
+        # The place is taken before the first await (admission_reserve says why).
         if not self._reserve():
             await self._refuse("overloaded")
             return
@@ -117,22 +118,11 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self._spawn(self._watchdog(), "watchdog")
 
     def _reserve(self) -> bool:
-        global _active
-        if _active >= settings.TOM_MAX_CONCURRENT_CALLS:
-            return False
-        _active += 1
-        self.counted = True
-        metrics.ACTIVE_CALLS.inc()
-        return True
+        self.slot = admission_reserve()  # None over the hard cap; busy over capacity
+        return self.slot is not None
 
     def _release(self) -> bool:
-        global _active
-        if not self.counted:
-            return False
-        self.counted = False
-        _active -= 1
-        metrics.ACTIVE_CALLS.dec()
-        return True
+        return self.slot is not None and admission_release(slot=self.slot)
 
     async def _refuse(self, reason: str) -> None:
         metrics.HANDSHAKES_REFUSED.labels(reason=reason).inc()
@@ -225,6 +215,12 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self._end(Call.EndReason.BLOCKED, failed=False, code=CLOSE_NORMAL,
                             message=self.protocol.disconnect("blocked"))
             return
+        if self.slot is not None and self.slot.busy:  # over capacity: told so, not served
+            self.end_reason = Call.EndReason.BUSY  # also if the caller hangs up meanwhile
+            self.busy_line = BusyLine(call=self.call, start=start, protocol=self.protocol,
+                                      send=self.send, spawn=self._spawn)
+            self._spawn(self._busy(self.busy_line), "busy")
+            return
         # The models load in a task of their own, so receive() keeps running meanwhile:
         # each frame is checked against both budgets when it arrives and waits in
         # self.pending (bounded by those budgets), instead of piling up unbounded in
@@ -304,10 +300,15 @@ class ForkConsumer(AsyncWebsocketConsumer):
         if isinstance(control, Dtmf) and self.call is not None:
             self.call = await call_lifecycle_dtmf(call=self.call, digits=control.digits,
                                                   limit=self.dtmf, now=self.loop.time())
-        elif isinstance(control, MarkAnswer) and self.output is not None:
-            self.output.mark_answered(control)
+        elif isinstance(control, MarkAnswer) and (heard := self.output or self.busy_line):
+            heard.mark_answered(control)
 
     # --- ending ----------------------------------------------------------------------
+    async def _busy(self, line: BusyLine) -> None:
+        await line.play()  # returns once the transport reports the message heard out
+        await self._end(Call.EndReason.BUSY, failed=False, code=CLOSE_NORMAL,
+                        message=self.protocol.disconnect("busy"))
+
     async def _graceful_shutdown(self) -> None:
         if self.output is not None:  # let the last answer reach the caller first
             await self.output.finish_speaking(limit_s=GRACEFUL_DRAIN_S)
@@ -347,7 +348,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
-        if self.start is None and not self.counted:
+        if self.start is None and not (self.slot is not None and self.slot.held):
             return  # refused at the handshake
         reason: str = self.end_reason or Call.EndReason.CALLER_HANGUP
         failed, detail = False, ""

@@ -14,6 +14,10 @@ HANDSHAKES_REFUSED = Counter(
     ["reason"],
 )
 ACTIVE_CALLS = Gauge("tom_telephony_active_calls_total", "Calls in progress in this process.")
+CALLS_BUSY = Counter("tom_calls_busy", "Callers over capacity (TOM_CAPACITY_CALLS) who heard "
+                     "the busy message instead of being served.")
+WARM_UP_SECONDS = Gauge("tom_warm_up_seconds", "Seconds this web process took to load its "
+                        "models and run its warm-up turn before it reported ready.")
 CALL_DURATION = Histogram(
     "tom_telephony_call_duration_seconds", "Duration of ended calls.",
     buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),

@@ -7,7 +7,9 @@ on it down. ``tom_models --verify`` (run by deploy/local/run.sh and test.sh) the
 runs, in a child process so that the check itself survives: Piper (onnxruntime and
 piper-phonemize) speaks a sentence, both VADs (webrtcvad, Silero on onnxruntime) judge it,
 Whisper (CTranslate2) transcribes it, and llama.cpp completes a prompt of several hundred
-tokens. A child that dies is reported in words: the signal and what it usually means.
+tokens; the llama-server binary (voice.inference) shows its version and, when it is the
+configured backend, completes the same prompt. A child that dies is reported in words: the
+signal and what it usually means.
 
 The child is ``python -m voice.native_check NAME...``; it prints one line per step,
 prefixed with ``MARK``, so the parent knows which step was running when it died.
@@ -28,7 +30,7 @@ from typing import Any
 
 from tomsite.runner import exit_reason
 
-CHECKS = ("tts", "vad", "stt", "llm")
+CHECKS = ("tts", "vad", "stt", "llm", "llm_server")
 MARK = "tom-native-check:"
 # The AMX crash came from the batched matmul, reached only by prompts of more than a few
 # tokens; 400+ tokens fill most of one n_batch (512) and run the batched path for real.
@@ -41,6 +43,9 @@ REBUILD_HINTS = {
            "(GGML_NATIVE=OFF, no AVX-512, no AMX): rm -f .venv/.tom-llama-* and run "
            "bash deploy/local/run.sh again; if that build crashes too, also remove "
            "~/.cache/tom/llama-* so that it is compiled afresh",
+    "llm_server": "rebuild llama-server with deploy/local/_llama_server.sh's portable flags: "
+                  "rm -f .venv/.tom-llama-server-* .venv/bin/llama-server and "
+                  "~/.cache/tom/llama-server-*, then run bash deploy/local/run.sh again",
     "stt": "CTranslate2 comes as a prebuilt wheel that picks its CPU code at run time: "
            "reinstall it (.venv/bin/pip install --force-reinstall --no-cache-dir ctranslate2)",
     "tts": "reinstall onnxruntime and piper-tts (.venv/bin/pip install --force-reinstall "
@@ -239,12 +244,78 @@ def _check_llm(audio: dict[str, Any]) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def _check_llm_server(audio: dict[str, Any]) -> dict[str, Any]:
+    from voice import backends
+    from voice.inference import server
+    from voice.inference.backend import LlamaServerLlm
+
+    binary = server.server_binary()
+    served = issubclass(backends.backend_class("llm"), LlamaServerLlm)
+    if binary is None:
+        if served:
+            raise RuntimeError("TOM_LLM_BACKEND=llamacpp-server but no llama-server binary")
+        raise _Skip("no llama-server binary (built with the models extra)")
+    # Its own child: a binary built for another CPU dies here with the signal in words.
+    done = subprocess.run([str(binary), "--version"], capture_output=True, timeout=60,  # noqa: S603
+                          check=False, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"{binary} --version {exit_reason(done.returncode)}")
+    version = (done.stdout + done.stderr).decode("utf-8", "replace").strip().splitlines()
+    values = {"binary": str(binary), "version": version[0] if version else ""}
+    if served:  # the backend in use: also through the batched matmul, as the llm step does
+        values.update(_served_long_prompt(binary))
+    return values
+
+
+def _served_long_prompt(binary: Path) -> dict[str, Any]:
+    import httpx
+
+    from voice import models
+    from voice.inference import server
+
+    if not models.llm_model_path().exists():
+        raise RuntimeError(f"no GGUF model at {models.llm_model_path()}: run manage.py tom_models")
+    port = server.free_port()
+    url = f"http://127.0.0.1:{port}"
+    child = subprocess.Popen(server.server_argv(binary=binary, port=port, parallel=1),  # noqa: S603
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not server.health_ok(url):  # a child process: /health is its only word
+            if child.poll() is not None:
+                raise RuntimeError(f"llama-server {exit_reason(child.returncode)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("llama-server did not load the model within 120 s")
+            time.sleep(0.2)
+        started = time.perf_counter()
+        try:
+            out = httpx.post(f"{url}/completion", timeout=120, json={
+                "prompt": long_prompt(), "n_predict": 8, "temperature": 0.0}).json()
+        except httpx.HTTPError as exc:
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"llama-server did not answer a long prompt: {exc}") from None
+            raise RuntimeError("llama-server died on a long prompt: "
+                               + exit_reason(child.returncode)) from None
+        if int(out.get("tokens_evaluated") or 0) < MIN_PROMPT_TOKENS:
+            raise RuntimeError(f"llama-server evaluated only {out.get('tokens_evaluated')} "
+                               "prompt tokens")
+        return {"served_prompt_tokens": out["tokens_evaluated"],
+                "served_seconds": round(time.perf_counter() - started, 2)}
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
 class _Skip(Exception):
     """The step does not apply to this configuration (a remote LLM, say)."""
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "tts": _check_tts, "vad": _check_vad, "stt": _check_stt, "llm": _check_llm}
+    "tts": _check_tts, "vad": _check_vad, "stt": _check_stt, "llm": _check_llm,
+    "llm_server": _check_llm_server}
 
 
 def main(names: Sequence[str]) -> int:

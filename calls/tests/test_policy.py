@@ -127,9 +127,10 @@ def test_blacklisting_needs_enough_evidence_and_spares_the_default(settings: obj
         assert not variant.blacklisted, variant
 
 
-# Endings that say nothing about the variant: the machine failed or the peer attacked.
+# Endings that say nothing about the variant: the machine failed or was full (busy), or
+# the peer attacked.
 NOT_REWARDED = [Call.EndReason.STALE, Call.EndReason.SERVER_ERROR,
-                Call.EndReason.PROCESS_DIED, Call.EndReason.OVERLOADED,
+                Call.EndReason.PROCESS_DIED, Call.EndReason.OVERLOADED, Call.EndReason.BUSY,
                 Call.EndReason.PROTOCOL_ERROR, Call.EndReason.FRAME_TOO_LARGE,
                 Call.EndReason.RATE_LIMITED]
 

@@ -65,6 +65,11 @@ case ",${extras:-}," in
       # Its own dependencies (numpy, jinja2, the server's fastapi/uvicorn) come from wheels.
       .venv/bin/python -m pip install --quiet --disable-pip-version-check "$llama_spec"
       rm -f .venv/.tom-llama-* && printf '%s\n' "$llama_cmake" > "$llama_stamp"
+    fi
+    # llama-server (voice/inference/) compiles for minutes more: the tests need it; the
+    # run command only when the configured LLM backend is that server.
+    if [[ ",$extras," == *,dev,* ]] || [ "${TOM_LLM_BACKEND:-}" = llamacpp-server ]; then
+      source deploy/local/_llama_server.sh
     fi ;;
 esac
 stamp=".venv/.tom-install-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras:-base}"

@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 extras="dev,models" source deploy/local/_venv.sh
 source deploy/local/_system.sh
-# The deployment tests run promtool and systemd-analyze on deploy/; the greenlights page
-# test drives Debian's chromium through chromedriver; the native-build test disassembles
-# llama.cpp with binutils' objdump.
-for tool in promtool:prometheus systemd-analyze:systemd chromium:chromium \
+# The deployment tests run promtool and systemd-analyze on deploy/ and HAProxy in front of
+# two web processes; the greenlights page test drives Debian's chromium through
+# chromedriver; the native-build test disassembles llama.cpp with binutils' objdump.
+for tool in promtool:prometheus systemd-analyze:systemd haproxy:haproxy chromium:chromium \
             chromedriver:chromium-driver objdump:binutils; do
   if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

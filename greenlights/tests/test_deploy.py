@@ -102,7 +102,7 @@ def test_alert_thresholds_are_the_products() -> None:
                 "TomRlBlacklistedVariants": "> 2", "TomRlExplorationLow": "< 0.05",
                 "TomTargetDown": "up == 0", "TomCallFailureRateHigh": "> 0.1",
                 "TomBargeInSlow": "> 0.12", "TomToolLatencyHigh": "> 2000",
-                "TomToolFailureRateHigh": "> 0.05"}
+                "TomToolFailureRateHigh": "> 0.05", "TomLinesBusy": "> 0"}
     for alert, threshold in expected.items():
         assert threshold in expressions[alert], alert
 

@@ -22,6 +22,13 @@ from tomsite import runner
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def clean_env(clean_env: dict[str, str]) -> dict[str, str]:
+    # A fresh data folder holds no models, so the web process could never warm up and
+    # tom_run would stop at its readiness (test_ready.py; with models, test_warm_start.py).
+    return {**clean_env, "TOM_WARM_UP": "false"}
+
+
 def _manage(python: str, env: dict[str, str], *args: str,
             timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "manage.py", *args], cwd=REPO, env=env, capture_output=True,

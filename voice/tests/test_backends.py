@@ -152,8 +152,8 @@ def test_a_slow_load_happens_once_and_holds_up_no_other_backend(
 @pytest.mark.parametrize(("value", "words"), [
     ("voice.nowhere.Llm", "TOM_LLM_BACKEND='voice.nowhere.Llm' cannot be imported: "),
     ("voice.llm.NoSuchLlm", "TOM_LLM_BACKEND='voice.llm.NoSuchLlm' cannot be imported: "),
-    ("llama", "TOM_LLM_BACKEND='llama' is neither an alias (llama_cpp, llamacpp, ollama, "
-              "openai) nor a dotted path."),
+    ("llama", "TOM_LLM_BACKEND='llama' is neither an alias (llama_cpp, llamacpp, "
+              "llamacpp-server, ollama, openai) nor a dotted path."),
     ("voice.stt.WhisperStt", "TOM_LLM_BACKEND='voice.stt.WhisperStt' is not a subclass of "
                              "voice.llm.LlmBackend."),
 ])

@@ -1,5 +1,6 @@
 """The fork consumer's call slots and session start, in process: a session whose
-``prepare()`` fails in an unforeseen way, and handshakes that arrive together."""
+``prepare()`` fails in an unforeseen way, and handshakes that arrive together at the hard
+cap (``TOM_MAX_CONCURRENT_CALLS``; over the capacity below it: test_admission)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from calls.models import Call
-from voice import consumers
+from voice import admission, consumers
 from voice.session.echo import EchoSession
 from voice.signals import voiced
 from voice.tests.conftest import fork_communicator
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def one_slot(settings: Any) -> None:
     settings.TOM_SESSION_BACKEND = "echo"
     settings.TOM_MAX_CONCURRENT_CALLS = 1
-    assert consumers._active == 0
+    assert admission.admission_counts() == (0, 0)
 
 
 async def test_an_unforeseen_prepare_error_ends_the_call_and_frees_its_slot(
@@ -44,7 +45,7 @@ async def test_an_unforeseen_prepare_error_ends_the_call_and_frees_its_slot(
     assert await first.receive_output() == {"type": "websocket.close", "code": 1011}
     call = await ended_call(call_uuid)
     assert (call.status, call.end_reason) == (Call.Status.FAILED, Call.EndReason.SERVER_ERROR)
-    assert consumers._active == 0
+    assert admission.admission_counts() == (0, 0)
     # The one slot is free again at once, not after the 15-minute call limit.
     second = fork_communicator(str(uuid.uuid4()))
     assert (await second.connect())[0]
@@ -64,17 +65,17 @@ async def test_handshakes_arriving_together_cannot_both_take_the_last_slot(
     first, second = fork_communicator(str(uuid.uuid4())), fork_communicator(str(uuid.uuid4()))
     results = await asyncio.gather(first.connect(), second.connect())
     assert sorted(accepted for accepted, _ in results) == [False, True]
-    assert consumers._active == 1
+    assert admission.admission_counts() == (1, 1)
     for communicator, (accepted, _) in zip((first, second), results, strict=True):
         if accepted:
             await communicator.disconnect()
-    assert consumers._active == 0
+    assert admission.admission_counts() == (0, 0)
 
 
 async def test_a_refused_token_gives_its_reserved_slot_back(one_slot: None) -> None:
     refused = WebsocketCommunicator(consumers.ForkConsumer.as_asgi(), "/ws/fork/?token=bad")
     assert (await refused.connect())[0] is False
-    assert consumers._active == 0
+    assert admission.admission_counts() == (0, 0)
     accepted = fork_communicator(str(uuid.uuid4()))
     assert (await accepted.connect())[0]
     await accepted.disconnect()
@@ -132,5 +133,5 @@ async def test_a_flood_while_the_session_prepares_is_closed_before_the_models_ar
     assert loop.time() - started < 5.0  # the models would have taken 10 s
     call = await ended_call(call_uuid)
     assert (call.status, call.end_reason) == (Call.Status.FAILED, Call.EndReason.RATE_LIMITED)
-    assert consumers._active == 0
+    assert admission.admission_counts() == (0, 0)
     await fork.wait()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -13,14 +16,42 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tomsite import runner
 
 
+def _health(url: str) -> dict[str, Any]:
+    """The /healthz body, a 503's included (warming up); empty when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  (our own URL)
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except OSError:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _warmth(health: dict[str, Any]) -> str:
+    warm_up = health.get("warm_up") or {}
+    if warm_up.get("state") == "off":
+        return f"not warmed up ({warm_up.get('note')})"
+    if warm_up.get("note"):
+        return f"warm ({warm_up.get('note')})"
+    if warm_up.get("preempted"):
+        return f"warm in {warm_up.get('seconds')} s (a call came first)"
+    return f"warm in {warm_up.get('seconds')} s (models loaded, one turn through them)"
+
+
 class Command(BaseCommand):
     help = "Run TOM (daphne + Celery worker + beat) and print where the admin is."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.TOM_HOST)
         parser.add_argument("--port", type=int, default=settings.TOM_PORT)
-        parser.add_argument("--timeout", type=float, default=90.0,
-                            help="seconds each process may take to become ready")
+        parser.add_argument("--timeout", type=float, default=180.0,
+                            help="seconds each process may take to become ready (the web "
+                                 "process: its models loaded and a warm-up turn run)")
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--detach", action="store_true",
                           help="leave the processes running in the background and return")
@@ -83,12 +114,24 @@ class Command(BaseCommand):
         scheme = "https" if tls else "http"
         shown = f"[{host}]" if ":" in host else host
         base = f"{scheme}://{shown}:{port}"
-        runner.wait_until("the web server (GET /healthz)",
-                          lambda: runner.http_ok(f"{base}/healthz"), timeout=timeout,
-                          children=children)
+        health: dict[str, Any] = {}
+
+        def web_ready() -> bool:
+            health.clear()
+            health.update(_health(f"{base}/healthz"))
+            warm_up = health.get("warm_up") or {}
+            if warm_up.get("state") == "failed":  # it will never be ready: say so now
+                raise runner.RunnerError(
+                    f"the web process cannot answer calls: its warm-up failed "
+                    f"({warm_up.get('error')}); see {web.log_path}")
+            return health.get("ok") is True
+
+        runner.wait_until("the web server to load its models and warm up (GET /healthz)",
+                          web_ready, timeout=timeout, children=children)
         runner.wait_until("the admin login page", lambda: runner.http_ok(f"{base}/admin/login/"),
                           timeout=timeout, children=children)
-        self.stdout.write(f"web      ready  daphne on {base}   log: {web.log_path}")
+        self.stdout.write(f"web      ready  daphne on {base}   {_warmth(health)}   "
+                          f"log: {web.log_path}")
 
         runner.wait_until("the Celery worker to start",
                           lambda: " ready." in worker.log_text(since=offsets["worker"]),
