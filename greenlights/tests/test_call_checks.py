@@ -53,8 +53,11 @@ def test_a_synthetic_call_measures_every_stage(live_server_process: Any) -> None
 
 def test_a_broken_stt_model_path_exits_2_naming_check_and_reason(
         live_server_process: Any) -> None:
+    # No warm-up: with this model it fails, and /healthz would never say ready; here the
+    # greenlight's own call is what must find the broken path.
     server: LiveServer = live_server_process(TOM_SESSION_BACKEND="local",
-                                             TOM_STT_MODEL="/nonexistent/whisper")
+                                             TOM_STT_MODEL="/nonexistent/whisper",
+                                             TOM_WARM_UP="false")
     code, results = _greenlights(server, "stt_latency")
     assert code == 2
     assert results[0]["check"] == "stt_latency" and results[0]["state"] == "red"

@@ -107,7 +107,7 @@ def live_server_process(transactional_db: None, settings: Any,
              "tomsite.asgi:application"], cwd=REPO, env=env, stdout=output,
             stderr=subprocess.STDOUT if output else None)
         started.append(server)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # the local models warm up before /healthz is 200
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{free_port}/healthz", timeout=2)
