@@ -103,8 +103,14 @@ class ContextStage(Stage):
                                say_filler=say_filler if wants_filler else None)
 
     def _replied(self, frame: AgentReplied) -> None:
-        if frame.apology and not (self.history and self.history[-1]["role"] == "user"):
-            return  # nothing of the caller's went unanswered: the apology is no answer
+        if frame.apology:
+            # The apology asks the caller to say it again: the unanswered question leaves
+            # the history, and the apology stays out of it. Kept, the 0.5B model read
+            # "user: question / assistant: Sorry, I need a moment" and answered the
+            # repeated question with the apology again (seen after a kill -9 of the LLM).
+            if self.history and self.history[-1]["role"] == "user":
+                self.history.pop()
+            return
         self.history.append({"role": "assistant", "content": frame.text})
 
     def _cut(self, heard: str) -> None:

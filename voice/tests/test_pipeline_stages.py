@@ -370,3 +370,17 @@ async def test_a_voice_that_fails_apologises_once_in_another_voice() -> None:
     assert len(audio) == 1 and audio[0].text == APOLOGY_EN and audio[0].final
     assert audio[0].pcm  # espeak-ng said it
     await harness.close()
+
+
+async def test_an_apology_takes_the_unanswered_question_out_of_history() -> None:
+    stage = _context()
+    harness = StageHarness(stage)
+    speech = _speech()
+    await harness.run([CallerText(speech=speech, turn=1)])
+    assert stage.history[-1]["role"] == "user"
+    await harness.send(AgentReplied(speech=speech, text=APOLOGY_EN, apology=True),
+                       Direction.UP)
+    # The caller is asked to say it again: neither the question nor the apology stays,
+    # so the model never learns to answer with the apology.
+    assert stage.history == []
+    await harness.close()
