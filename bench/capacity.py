@@ -19,6 +19,7 @@ and max <= 3x the single-caller p50, nobody left without audio for longer than t
 busy threshold, ``voice.session.slots.BUSY_WAIT_S``).
 Run: .venv/bin/python bench/capacity.py [--callers 1,2,4,8] [--repeat 2]
      [--legacy /tmp/tom-before] [--llm-backend llamacpp-server]
+     [--design TOM_LLM_BACKEND=llamacpp-server,TOM_STT_BACKEND=speech-server,...]
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--llm-backend", action="append", default=[],
                         help="also run --repo with this TOM_LLM_BACKEND (repeatable), "
                              "e.g. llamacpp-server")
+    parser.add_argument("--design", action="append", default=[],
+                        help="also run --repo with these settings (repeatable), e.g. "
+                             "TOM_LLM_BACKEND=llamacpp-server,TOM_STT_BACKEND=speech-server,"
+                             "TOM_TTS_BACKEND=speech-server")
     parser.add_argument("--stt-model", default="base")
     parser.add_argument("--vad-stop-ms", type=int, default=450)
     parser.add_argument("--silent-s", type=float, default=15.0,
@@ -92,6 +97,15 @@ def _arguments() -> argparse.Namespace:
 
 
 # --- one design, in a process of its own -------------------------------------------
+
+def _design_settings(spec: str) -> dict[str, str]:
+    """A design's settings: "KEY=VALUE,KEY=VALUE", or a bare TOM_LLM_BACKEND value."""
+    if not spec:
+        return {}
+    if "=" not in spec:
+        return {"TOM_LLM_BACKEND": spec}
+    return dict(item.split("=", 1) for item in spec.split(",") if item)
+
 
 def _caller_type() -> type:
     """The fork client of a caller, from the measured tree (imported after use_repo)."""
@@ -184,12 +198,13 @@ def design_run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the design's server, warm it with one call, run the rounds; the figures."""
     repo = use_repo(args.repo)
     base = args.data_dir.resolve()
-    label = f"{repo.name}-{args.backend or 'default'}"
+    # A folder name: the settings' values only ("llamacpp-server-speech-server-...").
+    label = f"{repo.name}-" + ("-".join(dict.fromkeys(_design_settings(args.backend).values()))
+                               or "default")
     settings = {"TOM_SESSION_BACKEND": "local", "TOM_STT_MODEL": args.stt_model,
                 "TOM_VAD_STOP_MS": str(args.vad_stop_ms),
                 "TOM_CAPACITY_CALLS": str(args.capacity if args.capacity is not None else 0)}
-    if args.backend:
-        settings["TOM_LLM_BACKEND"] = args.backend
+    settings.update(_design_settings(args.backend))
     env = embedded_env(repo=repo, data=base / f"run-{label}-{time.strftime('%Y%m%d-%H%M%S')}",
                        **settings)
     models_shared(env, repo=repo)
@@ -260,7 +275,7 @@ def table(design: dict[str, Any], args: argparse.Namespace) -> None:
     heard = {n: [c["latency"] for c in cs if c["kind"] != "silent"] for n, cs in by_n.items()}
     single = statistics.median(heard[1]) if heard.get(1) else None
     repo = Path(design["repo"])
-    print(f"\n### {repo} ({_revision(repo)}), LLM backend {design['backend']}\n")
+    print(f"\n### {repo} ({_revision(repo)}), settings {design['backend']}\n")
     print(f"{design['cores']} cores, STT {args.stt_model}, VAD end-of-turn silence "
           f"{args.vad_stop_ms} ms, {args.repeat} rounds per N, speech aligned at its "
           f"{args.align}, TOM_CAPACITY_CALLS={args.capacity or 0}, ready (/healthz 200) "
@@ -301,7 +316,8 @@ def main() -> None:
     if args.design_out is not None:
         args.design_out.write_text(json.dumps(design_run(args)))
         return
-    designs = [(args.repo, "")] + [(args.repo, b) for b in args.llm_backend]
+    designs = ([(args.repo, "")] + [(args.repo, b) for b in args.llm_backend]
+               + [(args.repo, d) for d in args.design])
     if args.legacy is not None:
         designs.append((args.legacy, ""))
     forwarded = []
@@ -316,7 +332,7 @@ def main() -> None:
             done = subprocess.run([sys.executable, __file__, *forwarded, "--repo", str(repo),
                                    "--backend", backend, "--design-out", str(out)], check=False)
             if done.returncode or not out.exists():
-                print(f"{repo} (LLM backend {backend or 'default'}): the run failed "
+                print(f"{repo} (settings {backend or 'default'}): the run failed "
                       f"(exit {done.returncode})", file=sys.stderr)
                 continue
             results.append(json.loads(out.read_text()))

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 
+from voice.admission import admission_capacity_status
 from voice.warmup import warm_status
 
 PROBE_TIMEOUT_S = 2.0
@@ -56,11 +57,13 @@ async def _channel_layer_probe() -> Probe:
 
 async def health_status() -> dict[str, Any]:
     """Probe the database and the channel layer; ``ok`` only if every probe is and the
-    process is ready for calls: warm (voice.warmup), or not meant to warm up."""
+    process is ready for calls: warm (voice.warmup), or not meant to warm up. ``capacity``:
+    the calls served at once before the busy message, and where that number comes from."""
     probes = [await database_sync_to_async(_database_probe)(), await _channel_layer_probe()]
     warm = warm_status()
     return {"ok": all(p.ok for p in probes) and warm.ready, "warm": warm.warm,
-            "warm_up": warm.as_dict(), "probes": [asdict(p) for p in probes]}
+            "warm_up": warm.as_dict(), "capacity": admission_capacity_status().as_dict(),
+            "probes": [asdict(p) for p in probes]}
 
 
 def _ms(started: float) -> float:

@@ -96,6 +96,13 @@ TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
 TOM_MAX_UTTERANCE_S = env_float("TOM_MAX_UTTERANCE_S", 30.0)  # longer speech is cut
 # Start transcribing after this much silence, before the turn is over (0: off).
 TOM_STT_PREEMPT_MS = env_int("TOM_STT_PREEMPT_MS", 250)
+# TOM_STT_BACKEND / TOM_TTS_BACKEND=speech-server (voice.speech): Whisper and Piper in TOM's
+# speech server, a supervised child of the web process (one per host), or the one at
+# TOM_SPEECH_SERVER_URL (production: deploy/systemd/tom-speech.service).
+TOM_SPEECH_SERVER_URL = env_str("TOM_SPEECH_SERVER_URL")  # empty: start and supervise one here
+TOM_SPEECH_SERVER_PORT = env_int("TOM_SPEECH_SERVER_PORT", 0)  # 0: a free port on 127.0.0.1
+TOM_SPEECH_SERVER_START_TIMEOUT_S = env_float("TOM_SPEECH_SERVER_START_TIMEOUT_S", 120.0)
+TOM_STT_BATCH = env_int("TOM_STT_BATCH", 4)  # utterances the speech server decodes together
 
 # --- FreeSWITCH -------------------------------------------------------------------
 FREESWITCH_ESL_HOST = env_str("FREESWITCH_ESL_HOST")  # empty: no Event Socket checks
@@ -164,14 +171,21 @@ TOM_MAX_CONCURRENT_CALLS = env_int("TOM_MAX_CONCURRENT_CALLS", 100)
 # two per CPU with the models in this process, no limit for the echo session); 0: no limit.
 TOM_CAPACITY_CALLS: int | None = (env_int("TOM_CAPACITY_CALLS", 0)
                                   if env_str("TOM_CAPACITY_CALLS").strip() else None)
+# TOM_CAPACITY_CALLS empty: measure it after the warm-up (voice.capacity: 1, 2, 4 … turns at
+# once, the most within the latency goal, 15 s at most); false: two per CPU.
+TOM_CAPACITY_MEASURE = env_bool("TOM_CAPACITY_MEASURE", True)
 
 # --- Performance ----------------------------------------------------------------------
-TOM_STT_MAX_CONCURRENCY = env_int("TOM_STT_MAX_CONCURRENCY", 2)
+# The speech server batches and orders what several calls send it at once: sent one by
+# one from here, it could not.
+_STT_SERVED = TOM_STT_BACKEND.lower() in ("speech-server", "voice.speech.backend.speechserverstt")
+_TTS_SERVED = TOM_TTS_BACKEND.lower() in ("speech-server", "voice.speech.backend.speechservertts")
+TOM_STT_MAX_CONCURRENCY = env_int("TOM_STT_MAX_CONCURRENCY", TOM_STT_BATCH if _STT_SERVED else 2)
 # In-process llama.cpp has one context (1); llama-server decodes TOM_LLM_PARALLEL at once.
 _LLM_SERVED = TOM_LLM_BACKEND.lower() in ("llamacpp-server",
                                           "voice.inference.backend.llamaserverllm")
 TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", TOM_LLM_PARALLEL if _LLM_SERVED else 1)
-TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 2)
+TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 8 if _TTS_SERVED else 2)
 TOM_OUTBOUND_BUFFER_MS = env_int("TOM_OUTBOUND_BUFFER_MS", 200)
 TOM_TOOL_TIMEOUT_S = env_float("TOM_TOOL_TIMEOUT_S", 2.0)
 # router: ToolHub's router picks tools before the LLM (fast, right for a 0.5B model);

@@ -3,7 +3,8 @@ what a caller beyond that hears.
 
 Each fork connection takes a place at its handshake, in one of three bands:
 
-- up to the capacity (``TOM_CAPACITY_CALLS``, :func:`admission_capacity`): served;
+- up to the capacity (``TOM_CAPACITY_CALLS``, else measured at start by voice.capacity,
+  else two per CPU: :func:`admission_capacity`): served;
 - from there to the hard cap (``TOM_MAX_CONCURRENT_CALLS``): accepted, its Call row
   written, and the busy message played (a policy variant's ``busy_message``, else the
   language's default) through the connection's own transport, as a reply would go; once
@@ -52,7 +53,9 @@ logger = logging.getLogger(__name__)
 # time (the caller speaks, then listens to the answer; model work is end of speech to the
 # reply's last clause, half a call's time or less), so two calls a core rarely have their
 # turns at once. Hosts that measured more (a GPU, llama-server's parallel slots) set
-# TOM_CAPACITY_CALLS from bench/capacity.py.
+# TOM_CAPACITY_CALLS from bench/capacity.py. Unset, a warming process measures its own
+# at start (voice.capacity, TOM_CAPACITY_MEASURE); this is the capacity until then, and
+# after a measurement that a call cut short.
 CALLS_PER_CPU = 2
 CACHE_SIZE = 32  # busy messages kept: one per language and variant that set its own
 
@@ -76,15 +79,52 @@ class Slot:
     held: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The capacity in force and where it comes from (``/healthz``, the gauge)."""
+
+    calls: int  # 0: every connection under the hard cap is served
+    source: str  # configured (TOM_CAPACITY_CALLS), measured (at start), default
+    turn_p50_ms: int | None = None  # measured: one turn alone, end of speech → first audio
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "source": self.source, "turn_p50_ms": self.turn_p50_ms}
+
+
+_measured: Capacity | None = None  # set once the measurement at start (voice.capacity) ends
+
+
 def admission_capacity() -> int:
     """Calls this process serves at once within the latency goal; 0: every connection
     under the hard cap is served."""
+    return admission_capacity_status().calls
+
+
+def admission_capacity_status() -> Capacity:
+    """Configured wins; then the capacity measured at start; else two calls per CPU."""
     configured = settings.TOM_CAPACITY_CALLS
     if configured is not None:
-        return max(0, configured)
+        return Capacity(max(0, configured), "configured")
     if settings.TOM_SESSION_BACKEND == "echo":  # no model work: only the bridge's limits
-        return 0
-    return CALLS_PER_CPU * _cpus()
+        return Capacity(0, "default")
+    if _measured is not None:
+        return _measured
+    return Capacity(CALLS_PER_CPU * _cpus(), "default")
+
+
+def admission_capacity_measured(*, calls: int | None, turn_p50_ms: int | None = None) -> None:
+    """The capacity measured at start (None: forget it, the default again)."""
+    global _measured
+    _measured = None if calls is None else Capacity(calls, "measured", turn_p50_ms)
+    admission_capacity_publish()
+
+
+def admission_capacity_publish() -> Capacity:
+    """Set the ``tom_capacity_calls`` gauge: one series, labelled with its source."""
+    status = admission_capacity_status()
+    metrics.CAPACITY_CALLS.clear()
+    metrics.CAPACITY_CALLS.labels(source=status.source).set(status.calls)
+    return status
 
 
 def _cpus() -> int:

@@ -46,6 +46,7 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("stt", "TOM_STT_BACKEND", "voice.stt.SttBackend", {
         "whisper": "voice.stt.WhisperStt",
         "openai": "voice.providers.OpenAiStt",
+        "speech-server": "voice.speech.backend.SpeechServerStt",  # out of process, batched
     }),
     BackendKind("llm", "TOM_LLM_BACKEND", "voice.llm.LlmBackend", {
         "llama_cpp": "voice.llm.LlamaCppLlm",
@@ -58,6 +59,7 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
         "piper": "voice.tts.PiperTts",
         "espeak": "voice.tts.EspeakTts",
         "openai": "voice.providers.OpenAiTts",
+        "speech-server": "voice.speech.backend.SpeechServerTts",  # out of process
     }),
     BackendKind("vad", "TOM_VAD_BACKEND", "voice.vad.VadBackend", {
         "webrtc": "voice.vad.WebrtcClassifier",

@@ -16,6 +16,9 @@ HANDSHAKES_REFUSED = Counter(
 ACTIVE_CALLS = Gauge("tom_telephony_active_calls_total", "Calls in progress in this process.")
 CALLS_BUSY = Counter("tom_calls_busy", "Callers over capacity (TOM_CAPACITY_CALLS) who heard "
                      "the busy message instead of being served.")
+CAPACITY_CALLS = Gauge("tom_capacity_calls", "Calls this process serves at once before callers "
+                       "hear the busy message (0: no limit but the hard cap), by source: "
+                       "configured, measured at start, or default.", ["source"])
 WARM_UP_SECONDS = Gauge("tom_warm_up_seconds", "Seconds this web process took to load its "
                         "models and run its warm-up turn before it reported ready.")
 CALL_DURATION = Histogram(

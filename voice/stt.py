@@ -82,12 +82,9 @@ class SttBackend(abc.ABC):
 
 
 def _cuda_available() -> bool:
-    try:
-        import ctranslate2
+    from voice.gpu import cuda_device_count
 
-        return int(ctranslate2.get_cuda_device_count()) > 0
-    except Exception:  # no CUDA runtime at all is the CPU case, not an error
-        return False
+    return cuda_device_count() > 0  # and its cuBLAS/cuDNN loaded (the ``gpu`` extra)
 
 
 class WhisperStt(SttBackend):
@@ -98,6 +95,10 @@ class WhisperStt(SttBackend):
         if not (model_dir / "model.bin").exists():
             raise models.ModelError(f"no Whisper model in {model_dir}: run manage.py tom_models")
         self.device = ("cuda" if _cuda_available() else "cpu") if device == "auto" else device
+        if self.device == "cuda":
+            from voice.gpu import cuda_libraries_preload
+
+            cuda_libraries_preload()  # TOM_STT_DEVICE=cuda skips the probe that loads them
         if compute_type == "auto":
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.model = WhisperModel(str(model_dir), device=self.device, compute_type=compute_type)

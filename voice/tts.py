@@ -7,6 +7,7 @@ session resamples to the call's rate with voice/dsp. Voices load once per proces
 from __future__ import annotations
 
 import abc
+import contextvars
 import io
 import shutil
 import subprocess
@@ -24,6 +25,13 @@ ESPEAK_TIMEOUT_S = 20
 # Less audio than this for text with words in it is an engine that said nothing: espeak-ng
 # gives ~7 ms for bare punctuation, a single letter takes ~500 ms.
 MIN_SPEECH_MS = 30
+
+
+# The index in its reply of the clause being synthesized (0: the first), set by the TTS
+# stage for the thread that speaks it: an engine serving several calls at once
+# (voice.speech) speaks every caller's first clause before anyone's later ones.
+clause_index: contextvars.ContextVar[int] = contextvars.ContextVar("tts_clause_index",
+                                                                   default=0)
 
 
 class TtsError(RuntimeError):

@@ -15,7 +15,9 @@ the server's own loop, so its model work takes the same slots (voice.session.slo
 call does; models load in worker threads. A call that arrives meanwhile is served: it
 waits for the models as it would have without the warm-up, and the warm-up's turn is
 cancelled the moment the call's row is created, so the call never waits behind it.
-No Call row is written for the warm-up.
+No Call row is written for the warm-up. At the server's start, the warm-up then measures
+how many turns at once the models serve within the latency goal (voice.capacity), unless
+``TOM_CAPACITY_CALLS`` says so; a call cancels that the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from django.db.models.signals import post_save
 
 from calls.models import Call
 from voice import metrics, models, stt, tts
-from voice.admission import admission_busy_prepare
+from voice.admission import admission_busy_prepare, admission_capacity_publish
+from voice.capacity import capacity_at_start
 from voice.dsp.resample import resample
 from voice.pipeline.tts_stage import engine_for
 from voice.protocols.metadata import CallStart
@@ -138,7 +141,7 @@ def voice_warm_up_schedule(*, on_change: Listener | None = None) -> bool:
         global _task
         if _task is None:
             _task = asyncio.get_running_loop().create_task(
-                voice_warm_up(on_change=on_change), name="voice-warm-up")
+                voice_warm_up(on_change=on_change, measure=True), name="voice-warm-up")
             _task.add_done_callback(_warm_up_done)
 
     try:
@@ -161,11 +164,13 @@ def _warm_up_done(task: asyncio.Task[WarmStatus]) -> None:
         logger.error("voice.warm_task_failed", exc_info=task.exception())
 
 
-async def voice_warm_up(*, on_change: Listener | None = None,
-                        language: str | None = None) -> WarmStatus:
+async def voice_warm_up(*, on_change: Listener | None = None, language: str | None = None,
+                        measure: bool = False) -> WarmStatus:
     """Load the models for ``language`` (default ``TOM_LANGUAGE``) and the live policy
     variants, run one turn with a barge-in through ``LocalSession``, and mark the process
-    warm. Failures mark it failed (and are logged); nothing is raised."""
+    warm. Failures mark it failed (and are logged); nothing is raised. ``measure``: then
+    measure the capacity (voice.capacity; the server's start, where it is wanted)."""
+    admission_capacity_publish()  # the gauge shows the capacity in force until measured
     if not warm_up_wanted():
         return _set(warm_status(), on_change)
     _set(WarmStatus(WarmState.WARMING), on_change)
@@ -180,7 +185,7 @@ async def voice_warm_up(*, on_change: Listener | None = None,
     post_save.connect(call_created, sender=Call, weak=False, dispatch_uid="voice-warm-up")
     try:
         extra = await asyncio.wait_for(_warm(language=language or settings.TOM_LANGUAGE,
-                                             call_came=call_came), LIMIT_S)
+                                             call_came=call_came, measure=measure), LIMIT_S)
     except Exception as exc:  # any failure leaves the process unready, with the reason
         logger.exception("voice.warm_failed", extra={"error_type": type(exc).__name__})
         return _set(WarmStatus(WarmState.FAILED, error=type(exc).__name__), on_change)
@@ -193,7 +198,8 @@ async def voice_warm_up(*, on_change: Listener | None = None,
                            preempted=bool(extra["preempted"])), on_change)
 
 
-async def _warm(*, language: str, call_came: asyncio.Event) -> dict[str, Any]:
+async def _warm(*, language: str, call_came: asyncio.Event,
+                measure: bool = False) -> dict[str, Any]:
     language = (language or "en").lower()
     call = CallStart(uuid="warm-up", sample_rate=RATE, channels=1, mix_type="mono",
                      encoding="l16", language=language)
@@ -228,6 +234,9 @@ async def _warm(*, language: str, call_came: asyncio.Event) -> dict[str, Any]:
     finally:
         await session.aclose()
     outcome["variants"] = await _variants_warm(question=question, default=session)
+    if measure and (measured := await capacity_at_start(
+            question=question, language=session.language, call_came=call_came)) is not None:
+        outcome["capacity_calls"] = measured.calls  # None: a call came, the default stays
     return outcome
 
 

@@ -40,6 +40,10 @@ case ",${extras:-}," in
     else
       llama_cmake="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF"
     fi
+    source deploy/local/_gpu.sh
+    llama_cmake="$llama_cmake${tom_gpu_cmake:+ $tom_gpu_cmake}"
+    # The GPU's math libraries for CTranslate2 (faster-whisper float16), from PyPI wheels.
+    if [ "$tom_gpu" != cpu ]; then extras="$extras,gpu"; fi
     llama_hash=$(printf '%s' "$llama_spec $llama_cmake" | sha256sum | cut -c1-16)
     llama_stamp=".venv/.tom-llama-$llama_hash"
     llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/tom/llama-$llama_hash"

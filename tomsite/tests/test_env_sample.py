@@ -48,6 +48,10 @@ def variables_read_by_code() -> dict[str, str]:
                 name = node.slice.value
             if isinstance(name, str):
                 found.setdefault(name, str(path.relative_to(REPO)))
+    # The install scripts read a few TOM_ variables too (TOM_GPU: what llama.cpp is built for).
+    for path in sorted((REPO / "deploy" / "local").glob("*.sh")):
+        for name in re.findall(r"\$\{?(TOM_[A-Z0-9_]+)", path.read_text()):
+            found.setdefault(name, str(path.relative_to(REPO)))
     return found
 
 

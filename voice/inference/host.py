@@ -1,4 +1,5 @@
-"""One llama-server per host, shared by every web process of the host.
+"""One llama-server per host, shared by every web process of the host (and, with another
+``ServerSpec``, one speech server: voice.speech).
 
 The first process that needs it takes an exclusive ``flock`` on
 ``TOM_DATA_DIR/run/llm-server.lock`` and supervises the server as its child; it writes
@@ -24,13 +25,14 @@ from typing import Any
 from django.conf import settings
 
 from voice.inference import server
-from voice.inference.server import InferenceUnavailable
+from voice.inference.server import LLM_SPEC, InferenceUnavailable
+from voice.inference.spec import ServerSpec
 from voice.inference.supervisor import ServerSupervisor
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = "llm-server.lock"
-STATE_NAME = "llm-server.json"
+LOCK_NAME = LLM_SPEC.lock_name
+STATE_NAME = LLM_SPEC.state_name
 # A peer's server is in another process, which cannot tell this one when it is back:
 # its health is asked this often while a turn waits for it.
 PEER_INTERVAL_S = 0.2
@@ -41,17 +43,18 @@ class ServerState:
     """What the owner wrote when its server was last ready."""
 
     url: str
-    pid: int  # the llama-server process
+    pid: int  # the server process
     owner_pid: int  # the web process supervising it
     restarts: int
 
 
 class HostServer:
-    """Where this process's LLM requests go, starting the host's server if nobody has."""
+    """Where this process's requests to the ``spec``'s server go, starting the host's
+    server if nobody has."""
 
     def __init__(self, *, run_dir: Path, log_path: Path, port: int, start_timeout_s: float,
-                 external_url: str = "") -> None:
-        self.run_dir, self.log_path, self.port = run_dir, log_path, port
+                 external_url: str = "", spec: ServerSpec = LLM_SPEC) -> None:
+        self.run_dir, self.log_path, self.port, self.spec = run_dir, log_path, port, spec
         self.start_timeout_s, self.external_url = start_timeout_s, external_url.rstrip("/")
         self.supervisor: ServerSupervisor | None = None
         self._lock_fd: int | None = None
@@ -73,13 +76,13 @@ class HostServer:
                 return supervisor.wait_ready(max(0.0, deadline - time.monotonic()))
             state = self.state()
             if state is not None and (state.url == self._peer_ok
-                                      or server.health_ok(state.url)):
+                                      or self.spec.health(state.url)):
                 self._peer_ok = state.url
                 return state.url
             if time.monotonic() >= deadline:
                 owner = f" (owned by pid {state.owner_pid})" if state else ""
                 raise InferenceUnavailable(
-                    f"the host's llama-server{owner} was not ready within {timeout:.0f} s; "
+                    f"the host's {self.spec.name}{owner} was not ready within {timeout:.0f} s; "
                     f"see {self.log_path}")
             time.sleep(PEER_INTERVAL_S)
 
@@ -92,7 +95,7 @@ class HostServer:
     def state(self) -> ServerState | None:
         """The owner's last word on the server, or None before any was ready."""
         try:
-            data: dict[str, Any] = json.loads((self.run_dir / STATE_NAME).read_text())
+            data: dict[str, Any] = json.loads((self.run_dir / self.spec.state_name).read_text())
             return ServerState(url=str(data["url"]), pid=int(data["pid"]),
                                owner_pid=int(data["owner_pid"]),
                                restarts=int(data["restarts"]))
@@ -105,26 +108,23 @@ class HostServer:
         with self._guard:
             if self.supervisor is not None:
                 return self.supervisor
-            binary = server.server_binary()
-            if binary is None:
-                raise InferenceUnavailable(
-                    "no llama-server binary: run deploy/local/run.sh (it builds one into "
-                    ".venv/bin) or set TOM_LLM_SERVER_BIN")
+            port = self.port or server.free_port()
+            argv = self.spec.argv(port)  # InferenceUnavailable when there is nothing to run
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.run_dir / self.spec.lock_name, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return None  # another process of this host supervises it
             self._lock_fd = fd  # held open, and so locked, for the life of this process
-            port = self.port or server.free_port()
             url = f"http://127.0.0.1:{port}"
             supervisor = ServerSupervisor(
-                argv=server.server_argv(binary=binary, port=port), url=url,
-                log_path=self.log_path, start_timeout_s=self.start_timeout_s,
+                argv=argv, url=url, log_path=self.log_path,
+                start_timeout_s=self.start_timeout_s, spec=self.spec,
                 on_ready=lambda pid: self._write_state(url=url, pid=pid))
-            logger.info("inference.server_owned", extra={"url": url, "owner_pid": os.getpid()})
+            logger.info("inference.server_owned", extra={"server": self.spec.name, "url": url,
+                                                         "owner_pid": os.getpid()})
             supervisor.start()
             self.supervisor = supervisor
             return supervisor
@@ -132,9 +132,9 @@ class HostServer:
     def _write_state(self, *, url: str, pid: int) -> None:
         restarts = self.supervisor.restarts if self.supervisor is not None else 0
         data = {"url": url, "pid": pid, "owner_pid": os.getpid(), "restarts": restarts}
-        partial = self.run_dir / f"{STATE_NAME}.{os.getpid()}"
+        partial = self.run_dir / f"{self.spec.state_name}.{os.getpid()}"
         partial.write_text(json.dumps(data))
-        partial.replace(self.run_dir / STATE_NAME)  # readers never see half a file
+        partial.replace(self.run_dir / self.spec.state_name)  # readers never see half a file
 
 
 _servers: dict[tuple[Any, ...], HostServer] = {}

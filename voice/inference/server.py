@@ -19,6 +19,7 @@ from django.conf import settings
 
 from tomsite.runner import http_ok
 from voice import models
+from voice.inference.spec import ServerSpec
 
 # The name llama-server answers to (``--alias``): requests name it as their "model".
 MODEL_ALIAS = "tom-llm"
@@ -90,6 +91,25 @@ def warm_up(url: str, *, timeout_s: float) -> None:
         {"role": "system", "content": system_prompt(language=language)},
         {"role": "user", "content": "Hallo" if language.startswith("de") else "Hello"}]}
     httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout_s).raise_for_status()
+
+
+def _llm_argv(port: int) -> list[str]:
+    binary = server_binary()
+    if binary is None:
+        raise InferenceUnavailable(
+            "no llama-server binary: run deploy/local/run.sh (it builds one into "
+            ".venv/bin) or set TOM_LLM_SERVER_BIN")
+    return server_argv(binary=binary, port=port)
+
+
+def _llm_warm_up(url: str, timeout_s: float) -> None:
+    warm_up(url, timeout_s=timeout_s)
+
+
+# What the web process supervises for TOM_LLM_BACKEND=llamacpp-server (voice.inference.host).
+LLM_SPEC = ServerSpec(name="llama-server", component="llm", lock_name="llm-server.lock",
+                      state_name="llm-server.json", argv=_llm_argv,
+                      health=health_ok, warm_up=_llm_warm_up)
 
 
 def slots(url: str) -> list[dict[str, Any]]:

@@ -1,11 +1,12 @@
-"""One llama-server as a child of this process: started, watched, restarted, stopped.
+"""One server (llama-server, or TOM's speech server: a ``ServerSpec``) as a child of this
+process: started, watched, restarted, stopped.
 
 A thread owns the child. It starts it, waits until its model is loaded and one warm-up
 completion ran (ready means warm, after every restart too), then blocks in ``wait()``
 until the child exits: the kernel tells it, nothing polls. An exit is logged in words
 (``tomsite.runner.exit_reason``: "killed by SIGILL (illegal instruction: ...)"), counted in
-``tom_errors_total{component="llm"}``, and followed by a restart after the runner's
-back-off. Unlike ``tom_run``'s supervisor it never gives up: without its LLM the web
+``tom_errors_total{component=...}`` (the spec's), and followed by a restart after the
+runner's back-off. Unlike ``tom_run``'s supervisor it never gives up: without its LLM the web
 process could only apologise, so a crash loop is logged as an error and retried at the
 longest back-off. Callers wait for readiness on an event (``wait_ready``).
 
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from tomsite.metrics import error_count
 from tomsite.runner import RestartPolicy, exit_reason
-from voice.inference import server
-from voice.inference.server import InferenceUnavailable
+from voice.inference.server import LLM_SPEC, InferenceUnavailable
+from voice.inference.spec import ServerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ STOP_TIMEOUT_S = 10.0
 
 
 class ServerSupervisor:
-    """Runs ``argv`` (a llama-server listening at ``url``) and keeps it running."""
+    """Runs ``argv`` (the ``spec``'s server, listening at ``url``) and keeps it running."""
 
     def __init__(self, *, argv: list[str], url: str, log_path: Path, start_timeout_s: float,
                  policy: RestartPolicy = POLICY,
-                 on_ready: Callable[[int], None] | None = None) -> None:
-        self.argv, self.url, self.log_path = argv, url, log_path
+                 on_ready: Callable[[int], None] | None = None,
+                 spec: ServerSpec = LLM_SPEC) -> None:
+        self.argv, self.url, self.log_path, self.spec = argv, url, log_path, spec
         self.start_timeout_s, self.policy, self.on_ready = start_timeout_s, policy, on_ready
         self.restarts = 0
         self.last_exit = ""  # the last death in words, for the turns that wait meanwhile
@@ -66,7 +68,7 @@ class ServerSupervisor:
         """Start the child and its watcher thread (idempotent); returns at once."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="llm-server-supervisor",
+        self._thread = threading.Thread(target=self._run, name=f"{self.spec.name}-supervisor",
                                         daemon=True)
         self._thread.start()
         atexit.register(self.stop)
@@ -78,7 +80,7 @@ class ServerSupervisor:
             return self.url
         why = f"; it last {self.last_exit}" if self.last_exit else ""
         raise InferenceUnavailable(
-            f"llama-server at {self.url} was not ready within {timeout:.0f} s{why}; "
+            f"{self.spec.name} at {self.url} was not ready within {timeout:.0f} s{why}; "
             f"see {self.log_path}")
 
     def suspect(self) -> None:
@@ -88,7 +90,7 @@ class ServerSupervisor:
         starts in that moment must wait for the restart, not be sent to the dead one.
         """
         self._ready.clear()
-        if not self._stopping.is_set() and server.health_ok(self.url):
+        if not self._stopping.is_set() and self.spec.health(self.url):
             self._ready.set()  # it answers: the failure was that request's own
 
     def stop(self) -> None:
@@ -124,11 +126,12 @@ class ServerSupervisor:
                         logger.exception("inference.on_ready_failed")
                 self._ready.set()
                 logger.info("inference.server_ready", extra={
-                    "pid": process.pid, "url": self.url, "restarts": self.restarts,
-                    "seconds": round(time.monotonic() - started, 2)})
+                    "server": self.spec.name, "pid": process.pid, "url": self.url,
+                    "restarts": self.restarts, "seconds": round(time.monotonic() - started, 2)})
             elif process.poll() is None:  # alive but never ready: treat it as hung
                 logger.error("inference.server_start_timeout",
-                             extra={"pid": process.pid, "timeout_s": self.start_timeout_s})
+                             extra={"server": self.spec.name, "pid": process.pid,
+                                    "timeout_s": self.start_timeout_s})
                 process.kill()
             returncode = process.wait()
             self._ready.clear()
@@ -146,10 +149,11 @@ class ServerSupervisor:
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603  (our own binary and arguments)
                 [*guard, *self.argv], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT)
+                stderr=subprocess.STDOUT, cwd=self.spec.cwd)
         self._process = process
         logger.info("inference.server_started", extra={
-            "pid": process.pid, "url": self.url, "restarts": self.restarts})
+            "server": self.spec.name, "pid": process.pid, "url": self.url,
+            "restarts": self.restarts})
         return process
 
     def _became_ready(self, process: subprocess.Popen[bytes]) -> bool:
@@ -157,12 +161,14 @@ class ServerSupervisor:
         while time.monotonic() < deadline:
             if process.poll() is not None or self._stopping.is_set():
                 return False
-            if server.health_ok(self.url):
+            if self.spec.health(self.url):
+                if self.spec.warm_up is None:  # the server warmed itself before answering
+                    return True
                 try:
-                    server.warm_up(self.url, timeout_s=max(1.0, deadline - time.monotonic()))
+                    self.spec.warm_up(self.url, max(1.0, deadline - time.monotonic()))
                 except Exception:  # a server that cannot complete a prompt is not ready
                     logger.warning("inference.server_warm_up_failed", exc_info=True,
-                                   extra={"pid": process.pid})
+                                   extra={"server": self.spec.name, "pid": process.pid})
                     return False
                 return True
             self._stopping.wait(HEALTH_INTERVAL_S)
@@ -175,13 +181,14 @@ class ServerSupervisor:
             self._deaths.popleft()
         self.last_exit = exit_reason(returncode)
         self.restarts += 1
-        error_count(component="llm")
+        error_count(component=self.spec.component)
         crash_loop = len(self._deaths) > self.policy.max_restarts
         (logger.error if crash_loop else logger.warning)(
             "inference.server_died", extra={
-                "pid": pid, "returncode": returncode, "reason": self.last_exit,
-                "deaths_in_window": len(self._deaths), "crash_loop": crash_loop,
-                "restart_in_s": self._backoff(), "log": str(self.log_path)})
+                "server": self.spec.name, "pid": pid, "returncode": returncode,
+                "reason": self.last_exit, "deaths_in_window": len(self._deaths),
+                "crash_loop": crash_loop, "restart_in_s": self._backoff(),
+                "log": str(self.log_path)})
 
     def _backoff(self) -> float:
         return self.policy.backoff(max(len(self._deaths), 1))

@@ -68,6 +68,7 @@ class TtsStage(Stage):
 
     async def _say(self, clause: Clause) -> None:
         speech, engine, started = clause.speech, await self._engine(), self.clock()
+        tts.clause_index.set(len(speech.clauses))  # this frame's own task: no reset needed
         pcm = await run_in_slot(stage="tts", size=settings.TOM_TTS_MAX_CONCURRENCY,
                                 fn=tts.speech_synthesize, kwargs={"engine": engine,
                                                                   "text": clause.text})

@@ -99,7 +99,10 @@ def live_server_process(transactional_db: None, settings: Any,
         env = {**os.environ, "DATABASE_URL": database_url,
                "TOM_SESSION_BACKEND": "echo", "TOM_WS_IDLE_TIMEOUT_S": "5",
                "TOM_JWT_SECRET": settings.TOM_JWT_SECRET, "SECRET_KEY": settings.SECRET_KEY,
-               "TOM_PHONE_HASH_KEY": settings.TOM_PHONE_HASH_KEY, "TOM_LOG_LEVEL": "WARNING"}
+               "TOM_PHONE_HASH_KEY": settings.TOM_PHONE_HASH_KEY, "TOM_LOG_LEVEL": "WARNING",
+               # Measuring capacity at start adds ~15 s to a local-model start and changes
+               # the model's sampling state; the tests that want it ask for it.
+               "TOM_CAPACITY_MEASURE": "false"}
         env.update({name: str(value) for name, value in overrides.items()})
         output = log.open("ab") if log is not None else None
         server = subprocess.Popen(

@@ -39,8 +39,16 @@ def _warmth(health: dict[str, Any]) -> str:
     if warm_up.get("note"):
         return f"warm ({warm_up.get('note')})"
     if warm_up.get("preempted"):
-        return f"warm in {warm_up.get('seconds')} s (a call came first)"
-    return f"warm in {warm_up.get('seconds')} s (models loaded, one turn through them)"
+        return f"warm in {warm_up.get('seconds')} s (a call came first)" + _capacity(health)
+    return (f"warm in {warm_up.get('seconds')} s (models loaded, one turn through them)"
+            + _capacity(health))
+
+
+def _capacity(health: dict[str, Any]) -> str:
+    capacity = health.get("capacity") or {}
+    if not capacity.get("calls"):
+        return ""  # no limit but the hard cap: nothing to say
+    return f", capacity {capacity['calls']} calls ({capacity.get('source')})"
 
 
 class Command(BaseCommand):
