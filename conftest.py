@@ -57,5 +57,6 @@ def supervisors_group(transactional_db: None) -> None:
 
     for module, function in (("calls.migrations.0002_supervisors_group", "create_group"),
                              ("toolhub.migrations.0003_supervisor_permissions", "grant"),
-                             ("calls.migrations.0005_supervisors_manage_variants", "grant")):
+                             ("calls.migrations.0005_supervisors_manage_variants", "grant"),
+                             ("calls.migrations.0011_call_listen_recording", "grant")):
         getattr(importlib.import_module(module), function)(apps, None)

@@ -94,7 +94,7 @@ def caller_audio(text: str, cache: Path) -> bytes:
         from voice.dsp import g711
         from voice.dsp.resample import resample
 
-        engine = tts.get_tts("en")
+        engine = tts.caller_voice()
         pcm = g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(text),
                                                          engine.rate, RATE)))
         cache.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,16 @@
 """Generate the telephone-band speech benchmark corpus (nothing is downloaded).
 
 60 caller utterances, 30 English and 30 German, each naming catalog entities (vehicle,
-part, often a part number or a quantity), spoken by every available voice (the Piper
-voice for English; espeak-ng en-us, en-gb and de, each at 150 and 190 words a minute),
-passed through a telephone channel: 300-3400 Hz band-pass, 8 kHz, mu-law round trip,
-and a noisy copy at 20 dB SNR. Writes WAVs plus corpus.json (reference text, language,
-voice, channel and the entities: vehicle key, category slug, part number) to --out.
+part, often a part number or a quantity), plus 30 plain English questions that name
+none (opening hours, delivery, returns, orders, payment: what catalog biasing must not
+damage), spoken by every available voice (the Piper voice for English; espeak-ng en-us,
+en-gb and de, each at 150 and 190 words a minute), passed through a telephone channel:
+300-3400 Hz band-pass, 8 kHz, mu-law round trip, and a noisy copy at 20 dB SNR. Writes
+WAVs plus corpus.json (reference text, language, kind: "catalog" or "plain", voice,
+channel and, for catalog utterances, the entities: vehicle key, category slug, part
+number) to --out.
 
-Run: .venv/bin/python bench/speech_corpus.py --out var/speech-corpus
+Run: .venv/bin/python bench/speech_corpus.py --out var/speech-corpus [--plain 30]
 """
 
 from __future__ import annotations
@@ -44,6 +47,40 @@ TEMPLATES = {
            "Ist die Teilenummer {number} auf Lager? Sie ist für einen {vehicle}.",
            "Guten Tag, ich suche {part} für einen {vehicle}."],
 }
+# What else a car-parts shop's callers ask: no vehicle, part category or part number in
+# them, so the catalog's words in Whisper's prompt can only hurt here (issue 17).
+PLAIN_EN = [
+    "What are your opening hours on Saturday?",
+    "Are you open on Sunday?",
+    "What time do you close today?",
+    "Do you deliver to my home address?",
+    "How much does delivery cost?",
+    "How long does delivery usually take?",
+    "Can I return something I ordered last week?",
+    "I would like to send an item back. How do I do that?",
+    "Where is my order? I ordered it on Monday.",
+    "Has my order been shipped yet?",
+    "Can I pay by credit card?",
+    "Do you accept PayPal?",
+    "Can I pay cash when I pick it up?",
+    "What is your address?",
+    "Where can I park when I come to the shop?",
+    "Can I collect my order at the store this afternoon?",
+    "I want to cancel my order, please.",
+    "Can I speak to someone in the workshop?",
+    "Do you offer a discount for garages?",
+    "Can you send me the invoice by email?",
+    "How do I get a refund?",
+    "Is there a warranty on the things you sell?",
+    "Could you call me back later today?",
+    "My order number is eight one five five two. When will it arrive?",
+    "Do you have a shop near the train station?",
+    "I received the wrong item. What should I do?",
+    "Can I change the delivery address for my order?",
+    "Do you ship to Austria and Switzerland?",
+    "Is it possible to order by phone?",
+    "Thank you, that is all for today. Goodbye.",
+]
 VOICES = {"en": [("piper", "joe-medium", 0), ("espeak", "en-us", 150), ("espeak", "en-us", 190),
                  ("espeak", "en-gb", 150), ("espeak", "en-gb", 190)],
           "de": [("espeak", "de", 150), ("espeak", "de", 190)]}
@@ -67,7 +104,8 @@ def spoken_number(number: str, language: str) -> str:
                              ("zero" if language == "en" else "null") for d in digits)
 
 
-def utterances(count: int = 30, seed: int = 11) -> list[dict[str, object]]:
+def utterances(count: int = 30, seed: int = 11, *, plain: int = 30) -> list[dict[str, object]]:
+    """The catalog utterances (``count`` per language), then ``plain`` plain English ones."""
     rng = random.Random(seed)  # a reproducible corpus
     parts = rows()
     out: list[dict[str, object]] = []
@@ -82,12 +120,15 @@ def utterances(count: int = 30, seed: int = 11) -> list[dict[str, object]]:
             text = template.format(part=part, vehicle=vehicle, qty=qty,
                                    number=spoken_number(row["part_number"], language))
             out.append({"id": f"{language}-{index:02d}", "language": language, "text": text,
+                        "kind": "catalog",
                         "entities": {"vehicle": [row["make"], row["model"], row["generation"]],
                                      # a part number names the part; no category said
                                      "category": None if "{number}" in template
                                      else row["category"],
                                      "part_number": row["part_number"] if "{number}" in template
                                      else None}})
+    out += [{"id": f"en-plain-{index:02d}", "language": "en", "text": text, "kind": "plain",
+             "entities": None} for index, text in enumerate(PLAIN_EN[:plain])]
     return out
 
 
@@ -111,6 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "var" / "speech-corpus")
     parser.add_argument("--per-language", type=int, default=30)
+    parser.add_argument("--plain", type=int, default=len(PLAIN_EN),
+                        help=f"plain (non-catalog) English questions, 0-{len(PLAIN_EN)}")
     args = parser.parse_args()
     import os
 
@@ -122,10 +165,11 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     items = []
-    for number, utterance in enumerate(utterances(args.per_language)):
+    corpus = utterances(args.per_language, plain=args.plain)
+    for number, utterance in enumerate(corpus):
         language = str(utterance["language"])
         for engine, voice, speed in VOICES[language]:
-            speaker = tts.get_tts("en") if engine == "piper" else tts.EspeakTts(
+            speaker = tts.caller_voice() if engine == "piper" else tts.EspeakTts(
                 voice, speed_wpm=speed)
             pcm = speaker.synthesize(str(utterance["text"]))
             for channel, snr in (("clean", None), ("noisy20", 20.0)):
@@ -136,8 +180,7 @@ def main() -> None:
                               + (f"@{speed}" if speed else ""), "channel": channel,
                               "wav": name})
     (args.out / "corpus.json").write_text(json.dumps(items, ensure_ascii=False, indent=1))
-    print(f"{len(items)} recordings of {len(utterances(args.per_language))} utterances "
-          f"in {args.out}")
+    print(f"{len(items)} recordings of {len(corpus)} utterances in {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils import timezone
 from django.utils.html import format_html
 
 from calls import phone, selectors, services
+from calls.admin_stale import close_stale_action
 from calls.models import Call, CallerNumber, CallTurn
+from calls.selectors import call_is_stale
 
 
 class HashedPhoneSearchMixin:
@@ -59,9 +62,19 @@ class CallTurnInline(admin.TabularInline):
     show_change_link = False
     fields = (
         "index", "started_at", "caller_text", "agent_text", "stt_ms", "llm_first_token_ms",
-        "tts_first_audio_ms", "tools_ms", "e2e_ms", "barge_in", "heard", "tool_calls",
+        "tts_first_audio_ms", "tools_ms", "e2e_ms", "stages", "barge_in", "heard",
+        "tool_calls",
     )
     readonly_fields = fields
+
+    @admin.display(description="stages (ms after the caller stopped)")
+    def stages(self, turn: CallTurn) -> str:
+        """The turn's waterfall in a line: where its time went."""
+        marks = [("STT", "stt_done"), ("turn", "turn_start"), ("LLM", "llm_first_text"),
+                 ("clause", "first_clause"), ("audio", "first_audio_sent")]
+        parts = [f"{label} {turn.waterfall[key]}" for label, key in marks
+                 if key in (turn.waterfall or {})]
+        return " · ".join(parts) or "-"
 
     @admin.display(description="heard / spoken ms")
     def heard(self, turn: CallTurn) -> str:
@@ -81,7 +94,7 @@ class CallTurnInline(admin.TabularInline):
 @admin.register(Call)
 class CallAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
     list_display = (
-        "uuid", "status", "started_at", "duration", "turn_count", "caller_short", "outcome",
+        "uuid", "status_badge", "started_at", "duration", "turn_count", "caller_short", "outcome",
         "language", "synthetic",
     )
     list_filter = ("status", "end_reason", "direction", "language", "synthetic")
@@ -92,6 +105,10 @@ class CallAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # a count(*) per page view is slow on a big call table
     inlines = (CallTurnInline,)
+    actions = ("close_stale",)
+
+    class Media:
+        css = {"all": ("console/console.css",)}  # the "stale" badge, in the admin's colours
     fieldsets = (
         (None, {"fields": ("uuid", "direction", "status", "end_reason", "status_detail",
                            "synthetic")}),
@@ -111,6 +128,19 @@ class CallAdmin(HashedPhoneSearchMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
         return selectors.call_list_with_turn_counts()
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, call: Call) -> str:
+        """The status, and "stale" for an open call nothing carries any more."""
+        if call_is_stale(call=call, now=timezone.now()):
+            return format_html('{} <span class="console-badge console-badge-stale" '
+                               'title="{}">stale</span>', call.get_status_display(),
+                               "No web process carries this call: close it with a reason.")
+        return call.get_status_display()
+
+    @admin.action(description="Close stale calls…", permissions=["change"])
+    def close_stale(self, request: HttpRequest, queryset: QuerySet[Call]) -> HttpResponse | None:
+        return close_stale_action(self, request, queryset)
 
     @admin.display(description="turns", ordering="turn_count")
     def turn_count(self, call: Call) -> int:

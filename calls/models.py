@@ -82,6 +82,7 @@ class Call(models.Model):
     class EndReason(models.TextChoices):
         CALLER_HANGUP = "caller_hangup", "Caller hung up"
         AGENT_HANGUP = "agent_hangup", "Agent ended the call"
+        SUPERVISOR_HANGUP = "supervisor_hangup", "A supervisor ended the call"
         GRACEFUL_SHUTDOWN = "graceful_shutdown", "FreeSWITCH graceful shutdown"
         TRANSFER = "transfer", "Transferred"
         MAX_DURATION = "max_duration", "Maximum duration reached"
@@ -103,7 +104,7 @@ class Call(models.Model):
     UNREWARDED_REASONS = frozenset({
         EndReason.STALE, EndReason.SERVER_ERROR, EndReason.PROCESS_DIED, EndReason.OVERLOADED,
         EndReason.BUSY, EndReason.PROTOCOL_ERROR, EndReason.FRAME_TOO_LARGE,
-        EndReason.RATE_LIMITED, EndReason.BLOCKED,
+        EndReason.RATE_LIMITED, EndReason.BLOCKED, EndReason.SUPERVISOR_HANGUP,
     })
 
     uuid = models.CharField(
@@ -165,6 +166,8 @@ class Call(models.Model):
                 name="call_ends_after_start",
             ),
         ]
+        # Hearing a caller's voice is more than reading the call's record (view_call).
+        permissions = [("listen_recording", "Can listen to call recordings")]
 
     def __str__(self) -> str:
         return f"Call {self.uuid}"
@@ -208,6 +211,12 @@ class CallTurn(models.Model):
     tool_calls = models.JSONField(
         default=list, blank=True,
         help_text="Tools the agent called for this turn: name, arguments, result, ms.")
+    waterfall = models.JSONField(
+        default=dict, blank=True,
+        help_text="When each stage reached this turn, in ms after the caller stopped "
+                  "speaking (stt_start, turn_start, stt_done, understood, routed, "
+                  "llm_request, llm_first_text, first_clause, tts_first_audio, "
+                  "first_audio_sent).")
     agent_audio_ms = models.PositiveIntegerField(null=True, blank=True)
     agent_audio_heard_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="How much of the agent's audio the caller heard."

@@ -193,3 +193,27 @@ def call_policy_assign(*, call: Call, rng: random.Random | None = None
         call.variant, call.policy_variant = variant, variant.name
         call.save(update_fields=["variant", "policy_variant"])
     return variant
+
+
+class VariantUnavailable(ValueError):
+    """The variant a test call asked for is not live (unknown, disabled or blacklisted)."""
+
+
+def call_policy_force(*, call: Call, name: str) -> PolicyVariant:
+    """Record the variant a supervisor chose for TOM's own test call, instead of the
+    bandit's. Only synthetic calls: they are never rewarded, so a forced choice cannot
+    teach the policy anything; a real caller always gets the bandit's choice.
+
+    Raises:
+        ValueError: for a call that is not synthetic.
+        VariantUnavailable: when ``name`` is no live variant.
+    """
+    if not call.synthetic:
+        raise ValueError("only TOM's own test calls choose their variant")
+    variant = next((v for v in live_variants() if v.name == name), None)
+    if variant is None:
+        raise VariantUnavailable(f"variant {name!r} is not enabled")
+    call.variant, call.policy_variant = variant, variant.name
+    call.save(update_fields=["variant", "policy_variant"])
+    logger.info("rl.variant_forced", extra={"call_id": call.pk, "variant_id": variant.pk})
+    return variant

@@ -14,11 +14,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser, Group
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from calls import phone, pii, processes
+from calls import phone, pii, processes, selectors
 from calls.models import Call, CallerNumber, CallTurn
 
 logger = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def call_turn_record(
     started_at: datetime | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
     caller_text_raw: str = "",
+    waterfall: dict[str, int] | None = None,
 ) -> CallTurn:
     """Append the next turn to ``call``; phone numbers in the caller's words (unless
     ``TOM_REDACT_CALLER_NUMBERS`` is off) and in ``tool_calls`` are masked first."""
@@ -264,6 +266,7 @@ def call_turn_record(
             agent_audio_ms=agent_audio_ms,
             agent_audio_heard_ms=agent_audio_heard_ms,
             tool_calls=_redacted(tool_calls or []),
+            waterfall=waterfall or {},
         )
     logger.info("call.turn", extra={"call_id": call.pk, "turn": index, "e2e_ms": timings.e2e_ms})
     return turn
@@ -308,6 +311,48 @@ def calls_end_orphaned(*, host: str, now: datetime | None = None) -> int:
     if ended:
         logger.warning("calls.orphans_ended", extra={"count": ended, "host": host})
     return ended
+
+
+class CallCloseRefused(ValueError):
+    """A supervisor's close of a stale call was refused; the message says why."""
+
+
+STALE_REASON_MAX = 200
+
+
+def stale_reason_clean(*, reason: str) -> str:
+    """A supervisor's reason for closing a stale call, trimmed; refused if empty or long."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise CallCloseRefused("Say why the call is closed: a reason is required.")
+    if len(reason) > STALE_REASON_MAX:
+        raise CallCloseRefused(f"The reason is too long ({len(reason)} characters; "
+                               f"at most {STALE_REASON_MAX}).")
+    return reason
+
+
+@transaction.atomic
+def call_close_stale(*, call: Call, reason: str, by: AbstractBaseUser | AnonymousUser) -> Call:
+    """End a stale call (``calls.selectors.call_is_stale``) for a supervisor, with why.
+
+    The call ends as failed with ``EndReason.STALE`` and the detail "closed by <user>:
+    <reason>". A call that is not stale (ended, or still carried by a live process) is
+    never closed here: a live call is hung up from the console, which tells its process.
+    """
+    reason = stale_reason_clean(reason=reason)
+    # Lock and re-read: the call may have ended, or its process answered, since the page.
+    locked = Call.objects.select_for_update().get(pk=call.pk)
+    now = timezone.now()
+    if locked.is_ended:
+        raise CallCloseRefused("This call has already ended.")
+    if not selectors.call_is_stale(call=locked, now=now):
+        raise CallCloseRefused("This call is not stale: a web process still carries it. "
+                               "Hang it up from the live console instead.")
+    # The reason is free text: a number a supervisor typed into it is masked like any.
+    detail = f"closed by {by.get_username()}: {phone.redact_phone_numbers(reason)}"
+    call_end(call=locked, reason=Call.EndReason.STALE, failed=True, detail=detail, ended_at=now)
+    logger.warning("call.stale_closed", extra={"call_id": locked.pk, "by_user_id": by.pk})
+    return locked
 
 
 def caller_number_block(*, caller_number: CallerNumber, blocked: bool, reason: str = "") -> None:

@@ -33,3 +33,18 @@ def call_reward(call_id: int) -> float | None:
     reward = call_reward_compute(call=call).reward
     variants_blacklist_check()
     return reward
+
+
+@shared_task(name="calls.tasks.recordings_delete_expired", ignore_result=True, acks_late=True,
+             soft_time_limit=300, time_limit=330)
+def recordings_delete_expired() -> int:
+    """Delete recordings older than ``TOM_RECORDING_RETENTION_DAYS`` (idempotent: a second
+    run finds nothing left). Zero or less keeps them for ever."""
+    from django.utils import timezone
+
+    from calls.recordings import recordings_delete_expired as delete_expired
+
+    days = settings.TOM_RECORDING_RETENTION_DAYS
+    if days < 1:
+        return 0
+    return delete_expired(now=timezone.now(), days=days)

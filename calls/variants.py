@@ -50,6 +50,9 @@ class VariantParameters(pydantic.BaseModel):
     busy_message: Annotated[str, pydantic.Field(
         max_length=300, description="What a caller over capacity hears before the line "
                                     "closes (a queue message); empty: the language's.")] = ""
+    record_calls: Annotated[bool | None, pydantic.Field(
+        description="Record this variant's calls (true) or not (false), whatever "
+                    "TOM_RECORD_CALLS says; null: the setting decides.")] = None
 
     @pydantic.field_validator("system_prompt_template")
     @classmethod

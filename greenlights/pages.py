@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db import transaction
 from django.http import (
@@ -32,7 +33,10 @@ STREAM_LIMIT_S = 20 * 60
 
 @staff_member_required
 def page(request: HttpRequest) -> HttpResponse:
-    return render(request, "greenlights/page.html", selectors.page_state())
+    # The admin's context (site header, user tools, nav sidebar): the page is drawn in
+    # the admin's look, from console/base.html.
+    return render(request, "greenlights/page.html", {
+        **admin.site.each_context(request), "title": "Greenlights", **selectors.page_state()})
 
 
 @staff_member_required

@@ -109,9 +109,57 @@ async def selfcheck_status(*, web_url: str | None = None) -> dict[str, Any]:
     return status
 
 
-# The number each check's sparkline follows (a value its result carries).
-TREND_VALUES = {"stt_latency": "worst_ms", "llm_latency": "worst_ms", "tts_latency": "worst_ms",
-                "e2e_latency": "client_ms", "barge_in": "barge_in_ms", "audio_quality": "wer"}
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """The number a check's sparkline follows: a key of its result's ``values``."""
+
+    key: str
+    label: str
+    unit: str
+
+
+# A check missing here measures nothing worth a trend (its result is a verdict).
+TREND_VALUES = {
+    "stt_latency": Measure("worst_ms", "worst STT", "ms"),
+    "llm_latency": Measure("worst_ms", "worst LLM first token", "ms"),
+    "tts_latency": Measure("worst_ms", "worst TTS first audio", "ms"),
+    "e2e_latency": Measure("client_ms", "first reply, caller's clock", "ms"),
+    "barge_in": Measure("barge_in_ms", "killAudio after the interruption", "ms"),
+    "audio_quality": Measure("wer", "WER of the agent's speech", ""),
+    "rl_reward": Measure("mean_reward", "mean reward", ""),
+}
+
+SPARK_W, SPARK_H = 120, 24
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """One check's measured value over the last runs, oldest first, as a sparkline."""
+
+    measure: Measure
+    values: list[float]
+    points: str  # the SVG polyline's points, scaled to the box's min and max
+
+    @property
+    def latest(self) -> str:
+        return _number(self.values[-1], self.measure.unit)
+
+    @property
+    def title(self) -> str:
+        unit = self.measure.unit
+        return (f"{self.measure.label}, last {len(self.values)} runs: "
+                f"min {_number(min(self.values), unit)}, max {_number(max(self.values), unit)}, "
+                f"latest {self.latest}")
+
+    @property
+    def last_point(self) -> tuple[str, str]:
+        x, y = self.points.rsplit(" ", 1)[-1].split(",")
+        return x, y
+
+
+def _number(value: float, unit: str) -> str:
+    text = f"{value:.0f}" if unit == "ms" or value == int(value) else f"{value:.3g}"
+    return f"{text} {unit}".strip()
 
 
 def result_event(result: Any) -> dict[str, Any]:
@@ -124,15 +172,20 @@ def result_event(result: Any) -> dict[str, Any]:
             if result.call_id else None}
 
 
-def _trend_value(name: str, values: dict[str, Any]) -> float | None:
-    value = values.get(TREND_VALUES.get(name, ""))
-    if isinstance(value, list):
+def trend_value(*, name: str, values: dict[str, Any]) -> float | None:
+    """The measured value ``name``'s result carries, or ``None`` (not measured, failed)."""
+    measure = TREND_VALUES.get(name)
+    value = values.get(measure.key) if measure else None
+    if isinstance(value, list):  # per turn: the first reply is the one the check grades
         value = value[0] if value else None
-    return float(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
-def sparkline(points: list[float], *, width: int = 120, height: int = 24) -> str:
-    """An SVG polyline's points for ``points`` (oldest first), scaled to the box."""
+def sparkline(points: list[float], *, width: int = SPARK_W, height: int = SPARK_H) -> str:
+    """An SVG polyline's points for ``points`` (oldest first), scaled to the box: the
+    lowest value at the bottom, the highest at the top, 1 px clear of each edge."""
     if len(points) < 2:
         return ""
     low, high = min(points), max(points)
@@ -140,6 +193,21 @@ def sparkline(points: list[float], *, width: int = 120, height: int = 24) -> str
     step = width / (len(points) - 1)
     return " ".join(f"{i * step:.1f},{height - (p - low) / span * (height - 2) - 1:.1f}"
                     for i, p in enumerate(points))
+
+
+def check_trends(*, runs: list[Any]) -> dict[str, Trend]:
+    """Each measured check's value over ``runs`` (any order), where it has two or more."""
+    from greenlights.models import GreenlightResult
+
+    series: dict[str, list[float]] = {}
+    results = (GreenlightResult.objects.filter(run__in=runs, name__in=list(TREND_VALUES))
+               .order_by("run__started_at", "run_id").only("name", "values"))
+    for result in results:
+        value = trend_value(name=result.name, values=result.values)
+        if value is not None:
+            series.setdefault(result.name, []).append(value)
+    return {name: Trend(measure=TREND_VALUES[name], values=values, points=sparkline(values))
+            for name, values in series.items() if len(values) >= 2}
 
 
 def page_state(*, history: int = 20) -> dict[str, Any]:
@@ -151,14 +219,9 @@ def page_state(*, history: int = 20) -> dict[str, Any]:
     for result in GreenlightResult.objects.filter(run__in=runs).order_by("-run__started_at",
                                                                         "-id"):
         latest.setdefault(result.name, result)
-    trends: dict[str, list[float]] = {}
-    for result in GreenlightResult.objects.filter(
-            run__in=runs, name__in=list(TREND_VALUES)).order_by("run__started_at"):
-        value = _trend_value(result.name, result.values)
-        if value is not None:
-            trends.setdefault(result.name, []).append(value)
+    trends = check_trends(runs=runs)
     tiles = [{"name": c.name, "category": c.category,
               "result": result_event(latest[c.name]) if c.name in latest else None,
-              "sparkline": sparkline(trends.get(c.name, []))} for c in REGISTRY.values()]
+              "trend": trends.get(c.name)} for c in REGISTRY.values()]
     return {"tiles": tiles, "runs": runs,
             "running": next((r for r in runs if r.state == "running"), None)}

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, start_http_s
 logger = logging.getLogger(__name__)
 
 COMPONENTS = ("fork", "session", "stt", "llm", "tts", "toolhub", "celery", "greenlights",
-              "web")
+              "web", "live", "recording")
 ERRORS = Counter("tom_errors", "Errors caught and logged, by component.", ["component"])
 for _component in COMPONENTS:  # every series exists from the start, at zero
     ERRORS.labels(component=_component)

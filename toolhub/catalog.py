@@ -257,6 +257,9 @@ def catalog_vocabulary(*, language: str) -> Any:
         *dict.fromkeys(v.make for v in vehicles), *dict.fromkeys(v.model for v in vehicles),
         *((c.name_de if lang == "de" else c.name_en) for c in categories),
         *dict.fromkeys(f"{v.model} {v.generation}".strip() for v in vehicles)]
+    vocabulary.vehicles, vocabulary.categories = vehicle_terms(), category_terms()
+    vocabulary.makes = frozenset({matching.fold(v.make).split()[0] for v in vehicles}
+                                 | {a for a in matching.MAKE_ALIASES if " " not in a})
     _vocabularies.clear()  # one catalog version is enough to keep
     _vocabularies[key] = vocabulary
     return vocabulary

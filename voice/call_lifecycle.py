@@ -60,7 +60,15 @@ async def call_lifecycle_session(*, call: Call, start: CallStart,
 async def call_lifecycle_variant(*, call: Call) -> variants.VariantParameters | None:
     """The call's policy variant (chosen and recorded on the row with ``TOM_FEATURE_RL``),
     as parameters; None: the settings' defaults. A busy call gets one too: its variant may
-    set what the caller hears (``busy_message``), and the call is never rewarded."""
+    set what the caller hears (``busy_message``), and the call is never rewarded.
+
+    TOM's own test call may name its variant (metadata ``tomVariant``: the console's
+    test call, voice.browser_call), whether or not the bandit runs; raises
+    ``VariantUnavailable`` when that one is not live. A real call's is never forced."""
+    forced = call.metadata.get("tomVariant") if call.synthetic else None
+    if isinstance(forced, str) and forced:
+        variant = await database_sync_to_async(policy.call_policy_force)(call=call, name=forced)
+        return variants.parameters_clean(variant.parameters)
     if not settings.TOM_FEATURE_RL:
         return None
     variant = await database_sync_to_async(policy.call_policy_assign)(call=call)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from calls import services as call_services
 from calls.models import Call
@@ -29,8 +32,8 @@ class TurnLedger:
     ``id()``, so a handle freed and reallocated can never stand for another.
     """
 
-    def __init__(self, *, call: Call) -> None:
-        self.call = call
+    def __init__(self, *, call: Call, recorded: Callable[[int], None] | None = None) -> None:
+        self.call, self._on_recorded = call, recorded  # told each turn stored, by index
         # killAudio sent (at loop time): its data frames are dropped from then on.
         self._cut: dict[AgentSpeech, float] = {}
         self._undecided: list[AgentSpeech] = []  # cut, the session has not said why yet
@@ -84,6 +87,18 @@ class TurnLedger:
         if not write.cancelled() and write.exception() is not None:
             logger.error("turn.record_failed", exc_info=write.exception(),
                          extra={"call_id": getattr(self.call, "pk", None)})
+        elif not write.cancelled() and self._on_recorded is not None:
+            self._on_recorded(getattr(write.result(), "index", 0))
+
+    @staticmethod
+    def _wall(at: float | None) -> datetime | None:
+        """Loop time ``at`` as a wall-clock time: the turn starts where the caller began
+        speaking, so the call page seeks the recording there. None (now) for a time
+        that is not of this loop's clock (scripted sessions)."""
+        if at is None:
+            return None
+        ago = asyncio.get_running_loop().time() - at
+        return timezone.now() - timedelta(seconds=ago) if 0.0 <= ago < 3600.0 else None
 
     def _decided(self, speech: AgentSpeech) -> None:
         if speech in self._undecided:
@@ -105,7 +120,8 @@ class TurnLedger:
             timings=call_services.TurnTimings(e2e_ms=reply.e2e_ms, **reply.timings),
             barge_in=speech in self._cut, agent_audio_ms=round(reply.audio_ms),
             agent_audio_heard_ms=round(min(heard_ms, reply.audio_ms)),
-            tool_calls=reply.tool_calls,
+            tool_calls=reply.tool_calls, waterfall=reply.waterfall_ms(),
+            started_at=self._wall(reply.caller_speech_start_at),
         ))
         self._writes.add(write)
         write.add_done_callback(self._written)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from tomsite.env import env_is_set
 from voice import auth, backends
 
 
@@ -17,7 +18,15 @@ def check_backends(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     endpoint (E011, E012), a missing espeak-ng or Silero model (E013, E014, W001)."""
     if settings.TOM_SESSION_BACKEND == "echo":  # echo loads no backend at all
         return []
-    return backends.backends_check()
+    messages = backends.backends_check()
+    if (settings.TOM_INFERENCE == "process" and not env_is_set("TOM_LLM_BACKEND")
+            and settings.TOM_LLM_BACKEND == "llamacpp"):
+        messages.append(Warning(
+            "TOM_INFERENCE=process, but no llama-server is installed: the LLM runs inside "
+            "each web process, where a crash in llama.cpp ends every call of the process.",
+            hint="Run deploy/local/run.sh (it builds llama-server into .venv/bin), or set "
+                 "TOM_LLM_SERVER_BIN or TOM_LLM_SERVER_URL.", id="voice.W003"))
+    return messages
 
 
 @register(Tags.security)

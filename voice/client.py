@@ -34,6 +34,7 @@ from voice.dsp.framing import FrameBuffer, frame_bytes
 from voice.dsp.resample import resample
 
 FRAME_S = 0.02
+REPLY_WAIT_S = 30.0  # the longest a caller waits for a reply to talk over
 CLOSE_ABNORMAL = 1006
 # RFC 6455 §7.4.1 and the IANA WebSocket close code registry, in the fork contract's words.
 CLOSE_MEANINGS = {
@@ -70,10 +71,16 @@ class CallTimeout(TimeoutError):
 
 @dataclass
 class Segment:
-    """Caller audio to send (at the call rate), then ``pause_s`` of silence."""
+    """Caller audio to send (at the call rate), then ``pause_s`` of silence.
+
+    ``over_reply_s``: a caller who talks over the answer. Before this segment, the client
+    sends silence until the reply to the previous segment has been playing for this long
+    and is still playing (up to ``REPLY_WAIT_S``), so an interruption lands mid-reply
+    however fast or slow the answer came; a fixed pause missed short, quick replies."""
 
     pcm: bytes
     pause_s: float = 1.5
+    over_reply_s: float | None = None
 
 
 @dataclass
@@ -237,6 +244,10 @@ class ForkClient:
     async def _stream(self, ws: ClientConnection) -> None:
         silence = bytes(frame_bytes(self.rate))
         for segment in self.segments:
+            if segment.over_reply_s is not None and self.report.segment_ends:
+                deadline = self._now() + REPLY_WAIT_S
+                while self._now() < deadline and not self._mid_reply(segment.over_reply_s):
+                    await self._send_frame(ws, silence)
             self.report.segment_starts.append(self._now())
             frames = self._frames.push(segment.pcm)
             if (tail := self._frames.flush()) is not None:
@@ -248,6 +259,13 @@ class ForkClient:
                 await self._send_frame(ws, silence)
         for _ in range(round(self.tail_s / FRAME_S)):
             await self._send_frame(ws, silence)
+
+    def _mid_reply(self, after_s: float) -> bool:
+        """The reply to the last segment has played ``after_s`` and is playing now."""
+        now, since = self._now(), self.report.segment_ends[-1]
+        heard = [p for p in self.report.playbacks if p.end > p.start and p.start >= since]
+        return bool(heard) and now >= heard[0].start + after_s and \
+            any(p.start <= now < p.end for p in heard)
 
     async def _send_frame(self, ws: ClientConnection, frame: bytes) -> None:
         if ws.close_code is not None:

@@ -24,8 +24,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from calls.models import Call
+from calls.policy import VariantUnavailable
 from tomsite.metrics import error_count
-from voice import metrics
+from voice import live, metrics
 from voice.admission import BusyLine, Slot, admission_release, admission_reserve
 from voice.auth import AuthError, ForkIdentity, fork_authenticate
 from voice.call_lifecycle import (
@@ -47,6 +48,7 @@ from voice.protocols.metadata import (
     split_json_texts,
 )
 from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
+from voice.recording import CallRecorder, call_recorder_open
 from voice.session.base import RealtimeSession
 from voice.session.factory import BackendUnavailable, create_session
 from voice.tts import TtsError
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NORMAL, CLOSE_INVALID, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR = 1000, 1007, 1008, 1009, 1011
 GRACEFUL_DRAIN_S = 10.0
+SUPERVISOR_GOODBYE_S = 6.0  # the goodbye's playout, at most, before the disconnect
 # Text frames after the metadata are control messages (marks, DTMF) of a few dozen bytes;
 # drachtio glues the texts pending at one write into one frame, never more than a few.
 MAX_CONTROL_BYTES = 16_384
@@ -72,8 +75,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self) -> None:
-        self.protocol: ForkProtocol = fork_protocol_for(
-            route_flavour=self.route, query=self.scope.get("query_string", b""))
+        self.protocol: ForkProtocol = self.protocol_choose()
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.call: Call | None = None
@@ -85,7 +87,9 @@ class ForkConsumer(AsyncWebsocketConsumer):
         self.pending: deque[tuple[bytes | None, str | None, float]] = deque()
         # The module's adapter and the turn ledger, fed from the session's events.
         self.output: CallOutput | None = None
+        self.recorder: CallRecorder | None = None  # voice.recording, if the call is recorded
         self.end_reason: str | None = None
+        self.live: live.LiveCall | None = None  # what the console shows (voice.live)
         self.slot: Slot | None = None  # this connection's place (voice.admission)
         self.busy_line: BusyLine | None = None  # over capacity: the busy message instead
         self.last_frame_at = loop.time()
@@ -99,10 +103,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
             await self._refuse("overloaded")
             return
         try:
-            self.identity: ForkIdentity = await fork_authenticate(
-                query_string=self.scope.get("query_string", b""),
-                headers=self.scope.get("headers", []),
-            )
+            self.identity: ForkIdentity = await self.authenticate()
         except AuthError as exc:
             self._release()
             await self._refuse(exc.reason)
@@ -116,6 +117,18 @@ class ForkConsumer(AsyncWebsocketConsumer):
         chosen = settings.TOM_FORK_SUBPROTOCOL if settings.TOM_FORK_SUBPROTOCOL in offered else None
         await self.accept(subprotocol=chosen)
         self._spawn(self._watchdog(), "watchdog")
+
+    def protocol_choose(self) -> ForkProtocol:
+        """The connection's protocol adapter, from its route and URL (the handshake's first
+        step). The console's test call has one of its own (voice.browser_call)."""
+        return fork_protocol_for(route_flavour=self.route,
+                                 query=self.scope.get("query_string", b""))
+
+    async def authenticate(self) -> ForkIdentity:
+        """Who opened the socket; ``AuthError`` refuses the handshake (HTTP 403). The
+        console's test call authenticates by the supervisor's session instead."""
+        return await fork_authenticate(query_string=self.scope.get("query_string", b""),
+                                       headers=self.scope.get("headers", []))
 
     def _reserve(self) -> bool:
         self.slot = admission_reserve()  # None over the hard cap; busy over capacity
@@ -234,7 +247,7 @@ class ForkConsumer(AsyncWebsocketConsumer):
         try:
             self.session = session = await call_lifecycle_session(call=self.call, start=start,
                                                                   create=create_session)
-        except (BackendUnavailable, ModelError, TtsError) as exc:
+        except (BackendUnavailable, ModelError, TtsError, VariantUnavailable) as exc:
             self.preparing = False
             await self._fail(Call.EndReason.SERVER_ERROR, CLOSE_ERROR, str(exc))
             return
@@ -249,10 +262,19 @@ class ForkConsumer(AsyncWebsocketConsumer):
         # Frames queued while models loaded are not idleness: restart the idle clock.
         self.last_frame_at = self.loop.time()
         await call_lifecycle_answer(call=self.call)
+        self.recorder = await call_recorder_open(call=self.call, rate=start.sample_rate,
+                                                 now=self.loop.time())
+        self.live = live.LiveCall(
+            uuid=self.call.uuid, call_id=self.call.pk,
+            started_at=self.call.started_at.timestamp(), language=self.call.language,
+            variant=self.call.policy_variant, synthetic=self.call.synthetic,
+            recording=self.recorder is not None)
         self.output = CallOutput(call=self.call, session=session, protocol=self.protocol,
                                  send=self.send, spawn=self._spawn, hang_up=self._hang_up,
-                                 now=self.loop.time)
+                                 now=self.loop.time, live=self.live, recorder=self.recorder)
         self.output.start()
+        # On the console from its answer on (voice.live).
+        live.hub.call_started(live=self.live, controls=self)
         logger.info("fork.call_started", extra={"call_id": self.call.pk, "rate": start.sample_rate,
                                                 "protocol": self.protocol.name})
         for extra in extras:  # drachtio glued later texts onto the metadata frame
@@ -272,11 +294,14 @@ class ForkConsumer(AsyncWebsocketConsumer):
                 self.end_reason = Call.EndReason.GRACEFUL_SHUTDOWN
                 self._spawn(self._graceful_shutdown(), "shutdown")
             return
-        if self.end_reason is not None:
-            return
         started = time.perf_counter()
         # Decoded once; the session makes its own frames at the rate its models read.
-        await self.session.push_audio(self.protocol.decode(data, start=self.start), at=now)
+        pcm = self.protocol.decode(data, start=self.start)
+        if self.recorder is not None:  # while the call ends too: the goodbye is heard over it
+            self.recorder.caller(pcm, at=now)
+        if self.end_reason is not None:
+            return
+        await self.session.push_audio(pcm, at=now)
         metrics.FRAMES_RECEIVED.inc()
         metrics.FRAME_PROCESSING.observe(time.perf_counter() - started)
 
@@ -318,6 +343,27 @@ class ForkConsumer(AsyncWebsocketConsumer):
         """The session ends the call (its ``EndCall``)."""
         await self._end(Call.EndReason.AGENT_HANGUP, failed=False, code=CLOSE_NORMAL,
                         message=self.protocol.disconnect(reason))
+
+    async def supervisor_hang_up(self, *, by: str) -> None:
+        """A supervisor ends the call from the console (voice.live): TOM says goodbye,
+        then the module gets ``disconnect``. Returns at once; the call's task does it."""
+        if self.closing or self.end_reason is not None:
+            return
+        self.end_reason = Call.EndReason.SUPERVISOR_HANGUP  # the caller is no longer heard
+        self._spawn(self._supervisor_hang_up(), "supervisor-hangup")
+
+    async def _supervisor_hang_up(self) -> None:
+        if self.output is not None and self.call is not None:
+            await self.output.say_goodbye(language=self.call.language or settings.TOM_LANGUAGE,
+                                          limit_s=SUPERVISOR_GOODBYE_S)
+        await self._end(Call.EndReason.SUPERVISOR_HANGUP, failed=False, code=CLOSE_NORMAL,
+                        message=self.protocol.disconnect("supervisor"))
+
+    def supervisor_stop_recording(self, *, by: str) -> None:
+        """From now on nothing the caller says is recorded (voice.recording)."""
+        recorder = getattr(self, "recorder", None)
+        if recorder is not None:
+            recorder.stop()
 
     async def _watchdog(self) -> None:
         started = self.loop.time()
@@ -364,6 +410,10 @@ class ForkConsumer(AsyncWebsocketConsumer):
             if task is not current:
                 task.cancel()
         session, self.session = self.session, None
+        if self.recorder is not None:  # written up to now: what plays after is unheard
+            self.recorder.finish(at=self.loop.time())
+        if self.live is not None:
+            live.hub.call_ended(self.live, reason=reason)
         await call_lifecycle_stop(session=session, output=self.output)
         await call_lifecycle_end(call=self.call, reason=reason, failed=failed, detail=detail,
                                  counted=self._release())

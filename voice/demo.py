@@ -38,7 +38,7 @@ def demo_caller_wav() -> Path:
     path = Path(settings.TOM_DATA_DIR) / "demo" / "caller_question.wav"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = tts.get_tts("en")
+        engine = tts.caller_voice()
         write_wav(path, engine.synthesize(DEMO_QUESTION), engine.rate)
     return path
 

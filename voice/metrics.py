@@ -55,6 +55,15 @@ STT_LATENCY = Histogram("tom_stt_latency_seconds", "Utterance end to transcript.
                         buckets=_STAGE_BUCKETS)
 LLM_LATENCY = Histogram("tom_llm_latency_seconds", "Prompt to the LLM's first token.",
                         buckets=_STAGE_BUCKETS)
+STT_SECOND_PASSES = Counter(
+    "tom_stt_second_passes_total",
+    "Utterances heard again with the catalog as Whisper's prompt because the unbiased "
+    "transcript read as a catalog request (TOM_STT_BIAS=conditional).")
+LLM_SPECULATION = Counter(
+    "tom_llm_speculation_total",
+    "LLM generations started on the transcript of the caller's pause, before the turn "
+    "began (started), kept because the turn asked the same (used), or thrown away because "
+    "the caller went on or the transcript changed (dropped).", ["outcome"])
 TTS_LATENCY = Histogram("tom_tts_latency_seconds", "Clause to its first audio.",
                         buckets=_STAGE_BUCKETS)
 E2E_LATENCY = Histogram("tom_pipeline_e2e_latency_seconds",
@@ -65,3 +74,8 @@ BACKPRESSURE = Counter("tom_pipeline_backpressure", "Model requests that found t
 TOOL_CALLS_REFUSED = Counter("tom_session_tool_calls_refused",
                              "Tool calls the model asked for that were not run, by reason.",
                              ["reason"])
+LIVE_EVENTS_DROPPED = Counter(
+    "tom_live_events_dropped", "Console events of calls in progress that were not published "
+    "(the queue was full, or the channel layer could not be reached); calls go on.",
+    ["reason"],
+)

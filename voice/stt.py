@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,30 @@ class SttBackend(abc.ABC):
         """
 
 
+class EncodedCache:
+    """The last few utterances' encoder outputs, by audio digest: a second decode of the
+    same audio (with the catalog's prompt) skips the encoder. Threads share it."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size, self._items = size, OrderedDict[Any, Any]()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 def _cuda_available() -> bool:
     from voice.gpu import cuda_device_count
 
@@ -105,6 +131,7 @@ class WhisperStt(SttBackend):
         self.english_only = model_dir.name.endswith(".en") or "tiny_en" in str(model_dir) or (
             model_dir == models.tiny_en_dir())
         self.beam_size = beam_size
+        self.encoded = EncodedCache()
 
     @classmethod
     def from_settings(cls, *, model: str | None = None) -> SttBackend:
@@ -141,6 +168,15 @@ class WhisperStt(SttBackend):
         audio16 = pcm if rate == WHISPER_RATE else resample(pcm, rate, WHISPER_RATE)
         audio = np.frombuffer(audio16, dtype="<i2").astype(np.float32) / 32768.0
         lang = "en" if self.english_only else (language or None)
+        if settings.TOM_STT_WINDOW_S < 30 and audio.size <= 30 * WHISPER_RATE:
+            # One window, shortened: the speech server's decode, so that both designs
+            # hear alike (voice.speech.whisper_batch.window_frames).
+            from voice.speech.whisper_batch import SttJob, decode_batch
+
+            [heard] = decode_batch(self, [SttJob(model_key="", audio=audio, language=lang,
+                                                 prompt=prompt, hotwords=hotwords)])
+            return Transcription(text=heard.text, language=heard.language,
+                                 ms=round((time.perf_counter() - started) * 1000))
         segments, info = self.model.transcribe(
             audio, language=lang, beam_size=self.beam_size,
             condition_on_previous_text=False,  # no hallucinated carry-over between turns

@@ -102,7 +102,7 @@ class PiperTts(TtsBackend):
     @classmethod
     def from_settings(cls, *, language: str, voice: str = "",
                       length_scale: float | None = None) -> TtsBackend:
-        if not _piper_speaks(language=language, voice=voice):
+        if not piper_speaks(language=language, voice=voice):
             return EspeakTts.from_settings(language=language, length_scale=length_scale)
         return cls(Path(voice) if voice else models.piper_voice_path(),
                    length_scale=_scale(length_scale))
@@ -110,7 +110,7 @@ class PiperTts(TtsBackend):
     @classmethod
     def settings_key(cls, *, language: str, voice: str = "",
                      length_scale: float | None = None) -> tuple[Any, ...]:
-        if not _piper_speaks(language=language, voice=voice):
+        if not piper_speaks(language=language, voice=voice):
             return EspeakTts.settings_key(language=language, length_scale=length_scale)
         return ("piper", str(Path(voice) if voice else models.piper_voice_path()),
                 _scale(length_scale))
@@ -206,7 +206,7 @@ def _espeak_speed(scale: float) -> int:
     return max(80, min(450, round(settings.TOM_ESPEAK_SPEED_WPM / scale)))
 
 
-def _piper_speaks(*, language: str, voice: str) -> bool:
+def piper_speaks(*, language: str, voice: str) -> bool:
     # The packaged voice is English; a configured or variant voice speaks its language.
     return bool(voice or settings.TOM_PIPER_VOICE) or _language(language) == "en"
 
@@ -233,6 +233,18 @@ def fallback_tts(language: str) -> TtsBackend:
 
 _lock = threading.Lock()
 _loaded: dict[tuple[Any, ...], TtsBackend] = {}
+
+
+def caller_voice() -> TtsBackend:
+    """The packaged Piper voice loaded in this process: what speaks the *caller's* side of
+    TOM's own test calls (the demo, greenlight probes, benches). A test caller must not
+    need the TTS service it is testing: the demo call of an echo session starts no speech
+    server, and a probe through a dead one should fail on TOM's side, not before dialling."""
+    key = ("caller", str(models.piper_voice_path()))
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = PiperTts(models.piper_voice_path())
+        return _loaded[key]
 
 
 def _espeak(voice: str, speed: int) -> TtsBackend:

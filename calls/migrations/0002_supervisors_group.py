@@ -12,9 +12,11 @@ def create_group(apps, schema_editor):
     # Permissions are normally created after all migrations run; create them now so a
     # fresh database gets a complete group in one migrate.
     app_config = apps.get_app_config("calls")
+    # Restored after: the test fixture runs this on the live app registry.
+    previous = getattr(app_config, "models_module", None)
     app_config.models_module = True
     create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
+    app_config.models_module = previous
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

@@ -129,7 +129,8 @@ def test_supervisors_group_can_view_and_change_calls_but_never_delete_them() -> 
                     .values_list("codename", flat=True))
     assert codenames == {f"{a}_{m}" for a in ("view", "change")
                          for m in ("call", "callturn", "callernumber")} | {
-        "view_policyvariant", "add_policyvariant", "change_policyvariant", "view_callreward"}
+        "view_policyvariant", "add_policyvariant", "change_policyvariant", "view_callreward",
+        "listen_recording"}
     assert not Permission.objects.filter(group=group, content_type__app_label="calls",
                                          codename__startswith="delete_").exists()
 

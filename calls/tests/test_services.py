@@ -226,3 +226,22 @@ def test_party_keys_are_matched_by_their_words_in_any_spelling() -> None:
     cleaned = services.call_metadata_clean(metadata={**metadata, "nested": dict(metadata)})
     assert set(cleaned) == {*HARMLESS_KEYS, "nested"}
     assert set(cleaned["nested"]) == set(HARMLESS_KEYS)
+
+
+def test_a_turn_keeps_its_waterfall_and_the_admin_shows_it_in_a_line() -> None:
+    from django.contrib import admin
+
+    from calls.admin import CallTurnInline
+
+    call = services.call_start(uuid="0f0e7b8e-2222-4c55-9d3e-0123456789ab", caller=RAW,
+                               callee="", language="en")
+    fall = {"stt_start": 250, "turn_start": 451, "stt_done": 655, "llm_first_text": 980,
+            "first_clause": 1384, "first_audio_sent": 1644}
+    turn = services.call_turn_record(call=call, caller_text="hours?", agent_text="9 to 5",
+                                     waterfall=fall)
+    turn.refresh_from_db()
+    assert turn.waterfall == fall
+    inline = CallTurnInline(Call, admin.site)
+    assert inline.stages(turn) == "STT 655 · turn 451 · LLM 980 · clause 1384 · audio 1644"
+    assert inline.stages(services.call_turn_record(call=call, caller_text="a",
+                                                   agent_text="b")) == "-"

@@ -53,7 +53,7 @@ def place_probe_call(ctx: RunContext) -> ProbeCall:
     from voice.dsp import g711
     from voice.dsp.resample import resample
 
-    engine = tts.get_tts("en")
+    engine = tts.caller_voice()
 
     def line(text: str) -> bytes:
         return g711.ulaw_decode(g711.ulaw_encode(resample(engine.synthesize(text),
@@ -65,8 +65,8 @@ def place_probe_call(ctx: RunContext) -> ProbeCall:
         url=f"{ctx.ws_url}/ws/fork/?token={fork_token_mint(call_uuid=call_uuid)}",
         metadata={"uuid": call_uuid, "sampleRate": RATE, "language": "en",
                   "direction": "inbound", "tomSynthetic": True},
-        rate=RATE, segments=[Segment(question, pause_s=4.0),
-                             Segment(interruption, pause_s=9.0)])
+        rate=RATE, segments=[Segment(question, pause_s=0.0),
+                             Segment(interruption, pause_s=9.0, over_reply_s=0.6)])
     report = asyncio.run(asyncio.wait_for(client.run(), PROBE_TIMEOUT_S))
     if report.errors:
         raise RuntimeError("; ".join(report.errors))

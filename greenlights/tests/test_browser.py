@@ -46,6 +46,20 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def supervisor_log_in(driver: Any, server: LiveServer, *, next_url: str, ready_id: str) -> None:
+    """Log the "sue" supervisor in through the admin's login page, landing on
+    ``next_url`` once the element ``ready_id`` is there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, password = call_services.supervisor_ensure(username="sue")
+    driver.get(f"{server.http}/admin/login/?next={next_url}")
+    driver.find_element(By.ID, "id_username").send_keys("sue")
+    driver.find_element(By.ID, "id_password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, ready_id))
+
+
 @pytest.fixture
 def worker_for(tmp_path: Path) -> Iterator[Any]:
     """A `celery worker` process checking the given live server, on the test database."""
@@ -76,16 +90,10 @@ def test_run_now_in_chromium_colours_the_tiles_live(
         live_server_process: Any, worker_for: Any, browser: Any,
         supervisors_group: None) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     server: LiveServer = live_server_process()
     worker_for(server)
-    _, password = call_services.supervisor_ensure(username="sue")
-    browser.get(f"{server.http}/admin/login/?next=/greenlights/")
-    browser.find_element(By.ID, "id_username").send_keys("sue")
-    browser.find_element(By.ID, "id_password").send_keys(password)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "run-now"))
+    supervisor_log_in(browser, server, next_url="/greenlights/", ready_id="run-now")
 
     def states() -> list[str]:
         return [t.get_attribute("data-state")
@@ -111,3 +119,37 @@ def test_run_now_in_chromium_colours_the_tiles_live(
     assert any("running" in s and set(s) - {"running"} for s in seen), "no partial update"
     assert set(final) <= {"green", "yellow", "red"} and len(final) == 12
     assert (ARTIFACTS / "greenlights.png").stat().st_size > 10_000
+
+
+def test_the_page_draws_each_checks_trend_over_the_last_runs(
+        live_server_process: Any, browser: Any, supervisors_group: None) -> None:
+    """Five earlier runs: each measured check's tile has a sparkline of its value and the
+    latest value beside it; the screenshot (greenlights-trends.png) shows them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from selenium.webdriver.common.by import By
+
+    from greenlights.models import GreenlightResult, GreenlightRun, State
+
+    for age, e2e in enumerate((1900, 1500, 1700, 1300, 1100)):
+        run = GreenlightRun.objects.create(
+            trigger=GreenlightRun.Trigger.SCHEDULE, state=State.GREEN,
+            started_at=timezone.now() - timedelta(minutes=10 * (5 - age)),
+            finished_at=timezone.now())
+        for name, values in (("e2e_latency", {"client_ms": e2e}),
+                             ("stt_latency", {"worst_ms": e2e // 4}),
+                             ("barge_in", {"barge_in_ms": 40 + age})):
+            GreenlightResult.objects.create(run=run, name=name, category="latency",
+                                            state=State.GREEN, summary=f"{name} ok",
+                                            values=values)
+    server: LiveServer = live_server_process()
+    supervisor_log_in(browser, server, next_url="/greenlights/", ready_id="run-now")
+    tile = browser.find_element(By.ID, "tile-e2e_latency")
+    points = tile.find_element(By.CSS_SELECTOR, "svg polyline").get_attribute("points")
+    assert len(points.split()) == 5
+    assert "1100" in tile.text  # the latest value printed beside its line
+    assert browser.find_elements(By.CSS_SELECTOR, "#tile-barge_in svg polyline")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#tile-security svg polyline")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "greenlights-trends.png"))

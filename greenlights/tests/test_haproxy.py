@@ -168,6 +168,15 @@ def _stopping(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
 def balanced(transactional_db: None, settings: Any,
              tmp_path: Path) -> Iterator[tuple[HAProxy, list[Web]]]:
     """Two daphne processes serving TOM (echo session) behind HAProxy, both marked up."""
+    with balanced_webs(settings=settings, tmp_path=tmp_path) as found:
+        yield found
+
+
+@contextmanager
+def balanced_webs(*, settings: Any, tmp_path: Path, ready_s: float = 60,
+                  **overrides: str) -> Iterator[tuple[HAProxy, list[Web]]]:
+    """Two daphne processes (the echo session unless ``overrides`` say otherwise) behind
+    HAProxy, both marked up."""
     haproxy = _haproxy()
     front, *ports = _free_ports(3)
     env = {**os.environ, "DATABASE_URL": _database_url(), "TOM_SESSION_BACKEND": "echo",
@@ -177,12 +186,12 @@ def balanced(transactional_db: None, settings: Any,
            # As the README says behind a proxy: HAProxy connects from 127.0.0.1, and the
            # endpoints that allow-list addresses then need their secrets (tomsite.E007/E008).
            "TOM_TRUSTED_PROXIES": "127.0.0.1", "TOM_FORK_TOKEN_SECRET": FORK_SECRET,
-           "TOM_METRICS_TOKEN": METRICS_TOKEN}
+           "TOM_METRICS_TOKEN": METRICS_TOKEN, **overrides}
     connections.close_all()  # the servers write to the test database from now on
     webs = [_web_start(port=port, env=env, log=tmp_path / f"web{port}.log") for port in ports]
     with _stopping([w.process for w in webs]):
         for web in webs:
-            _web_wait_ready(web)
+            _web_wait_ready(web, timeout=ready_s)
         stats_socket, log = tmp_path / "haproxy.sock", tmp_path / "haproxy.log"
         config = tmp_path / "haproxy.cfg"
         config.write_text(haproxy_config_render(frontend_port=front, backend_ports=ports,

@@ -17,9 +17,11 @@ PERMISSIONS = {
 def grant(apps, schema_editor):
     # As in calls.0002: permissions are created after all migrations; make them now.
     app_config = apps.get_app_config("toolhub")
+    # Restored after: the test fixture runs this on the live app registry.
+    previous = getattr(app_config, "models_module", None)
     app_config.models_module = True
     create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
+    app_config.models_module = previous
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     group, _ = Group.objects.get_or_create(name=GROUP)

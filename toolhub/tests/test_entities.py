@@ -6,7 +6,7 @@ import pytest
 
 from toolhub import matching
 from toolhub.catalog import ImportReport, catalog_vocabulary, vehicle_terms
-from toolhub.entities import HOTWORDS_MAX_CHARS, cologne, correct, metaphone
+from toolhub.entities import HOTWORDS_MAX_CHARS, Vocabulary, cologne, correct, metaphone, phonetic
 
 pytestmark = pytest.mark.django_db
 
@@ -93,9 +93,73 @@ def test_phonetic_keys() -> None:
     assert metaphone("brake") != metaphone("bright")
 
 
+def test_kolner_phonetik_follows_postels_rules_at_the_word_edges() -> None:
+    # A leading X is "48" (X = K + S) and a final C, before nothing, is "8": the
+    # hand-written key had "837" and "14".
+    assert cologne("Xaver") == "4837"
+    assert cologne("Bac") == "18" and cologne("Bac") != cologne("Bak")
+
+
+def test_digits_in_a_key_are_kept_apart_from_its_sounds() -> None:
+    # Kölner codes are digits, so bare digits merged with them ("Golf 7" = "Golf R",
+    # "A4" = "Ak"), and the code's own dropping of repeats and zeros merged numbers.
+    assert cologne("Golf 7") != cologne("Golf R") and cologne("A4") != cologne("Ak")
+    numbers = ("TP-10098", "TP-10089", "TP-19800", "TP-1098")
+    for language in ("de", "en"):
+        keys = {phonetic(number, language) for number in numbers}
+        assert len(keys) == len(numbers), (language, keys)
+    assert metaphone("TP-10098") != metaphone("TP-1098")
+
+
+def test_english_sh_and_ch_are_not_ks() -> None:
+    # "sh"/"ch" were rewritten to "x" and then to "ks": "shoes" and "chess" keyed as "kiss".
+    assert metaphone("shoes") == metaphone("chess") != metaphone("kiss")
+    assert metaphone("ship") == metaphone("sheep") != metaphone("kips")
+
+
+def test_close_part_numbers_are_not_corrected_into_each_other() -> None:
+    vocabulary = Vocabulary(terms=["TP-10098"])
+    for language in ("de", "en"):
+        assert correct("TP-10089", vocabulary, language=language) == ("TP-10089", [])
+        assert correct("TP-19800", vocabulary, language=language) == ("TP-19800", [])
+
+
+def test_term_keys_are_computed_once_per_vocabulary_and_follow_its_terms() -> None:
+    vocabulary = Vocabulary(terms=["Bremsbeläge"])
+    first = vocabulary.terms_keyed("de")
+    assert correct("Bremsbelege", vocabulary, language="de")[0] == "Bremsbeläge"
+    assert vocabulary.terms_keyed("de") is first  # no re-keying on the next transcript
+    assert vocabulary.terms_keyed("en") is not first  # keyed per language
+    vocabulary.terms.append("Zündkerzen")  # as catalog_vocabulary fills it in place
+    assert correct("Zündkerzn", vocabulary, language="de")[0] == "Zündkerzen"
+    assert vocabulary.terms_keyed("de") is not first
+
+
 def test_corrected_transcripts_find_the_vehicle(sample_parts: ImportReport) -> None:
     heard = "Do you have Bremsbelege for a Volkswagon Golf sieben"
     text, corrections = correct(heard, catalog_vocabulary(language="de"), language="de")
     assert "Bremsbelege" in {c.heard for c in corrections} and "Volkswagen" in text
     best = matching.vehicle_match(text, vehicle_terms())[0]
     assert best.score >= 0.85
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Do you have brake pads for my Golf 7?", "category"),
+    # Whisper's unbiased mishearing sounds like the category: the biased pass fixes it.
+    ("Stop, I only need the price of brick pads.", "category"),
+    ("Can I break this up into two payments?", ""),
+    ("Is TP-10098 in stock?", "number"),
+    ("What is the part number of that one?", "number"),
+    ("I drive a Volkswagen Golf seven.", "vehicle"),
+    ("Do you sell anything for BMW?", "make"),
+    ("Do you ship to Austria?", ""),  # correction's "Astra", but no catalog request
+    ("What are your opening hours on Saturday?", ""),
+    ("Can I return a part that I have not used?", ""),
+])
+def test_a_catalog_request_is_told_from_a_plain_question(
+        sample_parts: ImportReport, text: str, reason: str) -> None:
+    from toolhub.catalog import catalog_vocabulary
+    from toolhub.entities import catalog_request
+
+    vocabulary = catalog_vocabulary(language="en")
+    assert catalog_request(text=text, vocabulary=vocabulary) == reason

@@ -39,6 +39,10 @@ class LlamaServerLlm(OpenAiLlm):
     @classmethod
     def from_settings(cls) -> LlmBackend:
         host = host_server()
+        if not host.external_url and not models.llm_model_path().exists():
+            # At once, as in process: a llama-server without its model never becomes healthy.
+            raise models.ModelError(
+                f"no GGUF model at {models.llm_model_path()}: run manage.py tom_models")
         # Built once per process, by the warm-up or the first call: the model loads here.
         host.endpoint(timeout=settings.TOM_LLM_SERVER_START_TIMEOUT_S)
         return cls(host)

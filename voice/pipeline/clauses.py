@@ -76,6 +76,7 @@ class ClauseStage(Stage):
             await self.push(StopGeneration(turn=turn), Direction.UP)
             return
         for clause in [] if current.enough else clauses:
+            speech.mark("first_clause", self.clock())
             current.spoken.append(clause)
             await self.push(Clause(speech=speech, turn=turn, text=clause))
         current.enough = said_enough(current.spoken, self.max_sentences)

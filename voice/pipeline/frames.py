@@ -70,6 +70,7 @@ class EarlyUtterance(DataFrame):
 
     pcm: bytes
     turn: int | None = None
+    next_turn: int = 0  # the turn these words become if the caller says no more
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,26 @@ class Utterance(DataFrame):
 
 
 # --- STT → context → LLM --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EarlyCallerText(DataFrame):
+    """What the caller said before their pause, heard while the end-of-turn silence is
+    still being waited out: the context stage prepares the request on it. Not a turn's
+    frame (no ``turn``): a failure here costs a guess, never an apology."""
+
+    text: str  # after entity correction, as CallerText's speech.caller_text will be
+    speculates: int  # the turn it becomes
+
+
+@dataclass(frozen=True, slots=True)
+class SpeculativeRequest(DataFrame):
+    """The request the turn will make if its transcript stays what the pause gave: the
+    LLM stage starts on it and keeps the output only for an identical ``LlmRequest``."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    speculates: int
+
+
 @dataclass(frozen=True, slots=True)
 class CallerText(DataFrame):
     """What the caller said (``speech.caller_text``); ``speech`` is the reply's handle."""

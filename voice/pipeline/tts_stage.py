@@ -75,6 +75,7 @@ class TtsStage(Stage):
         if self._resampler is None or self._resampler.in_rate != engine.rate:
             self._resampler = Resampler(engine.rate, self.rate)
         pcm = self._resampler.process(pcm)
+        speech.mark("tts_first_audio", self.clock())
         if "tts_first_audio_ms" not in speech.timings:
             speech.timings["tts_first_audio_ms"] = round((self.clock() - started) * 1000)
             metrics.TTS_LATENCY.observe(speech.timings["tts_first_audio_ms"] / 1000)

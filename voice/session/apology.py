@@ -19,8 +19,17 @@ APOLOGY_EN = "Sorry, I need a moment. Please say that again."
 APOLOGY_DE = "Entschuldigung, einen Moment bitte. Sagen Sie das bitte noch einmal."
 
 
+GOODBYE_EN = "Thank you for calling. Goodbye."
+GOODBYE_DE = "Vielen Dank für Ihren Anruf. Auf Wiederhören."
+
+
 def apology_text(*, language: str) -> str:
     return APOLOGY_DE if language.startswith("de") else APOLOGY_EN
+
+
+def goodbye_text(*, language: str) -> str:
+    """What TOM says when a supervisor hangs up the call."""
+    return GOODBYE_DE if language.startswith("de") else GOODBYE_EN
 
 
 async def apology_audio(*, text: str, rate: int, language: str, turn: int,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from voice.protocols.metadata import CallStart
 from voice.session.events import AgentSpeech, SessionEvents
@@ -24,6 +25,9 @@ class RealtimeSession(abc.ABC):
         self.call = call
         self.events = SessionEvents()
         self.speech: AgentSpeech | None = None  # the latest agent utterance
+        # Told the name of each stage a turn reaches (AgentSpeech.mark): the console's
+        # live stage (voice.live). Set by the transport; sessions without stages never call it.
+        self.progress: Callable[[str], None] | None = None
 
     async def prepare(self) -> None:  # noqa: B027  (optional hook: most sessions load nothing)
         """Load what the session needs before the call is answered (models, voices)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,13 @@ class AgentSpeech:
     caller_text: str = ""
     caller_text_raw: str = ""  # before entity correction
     caller_speech_end_at: float | None = None  # loop time the caller's speech ended
+    caller_speech_start_at: float | None = None  # when the utterance began (its audio's start)
     timings: dict[str, int] = field(default_factory=dict)  # stt_ms, llm_first_token_ms, …
+    # When each stage reached this reply (monotonic clock, first time only), for the
+    # turn's waterfall: where the time between the caller's last word and our first went.
+    marks: dict[str, float] = field(default_factory=dict)
+    # Told each new mark's name: the console shows the call's stage (voice.live).
+    observer: Callable[[str], None] | None = field(default=None, repr=False)
     audio_bytes: int = 0
     complete: bool = False  # the last audio of the utterance has been produced
     first_sent_at: float | None = None
@@ -145,6 +152,24 @@ class AgentSpeech:
         if not self.complete:
             return True
         return self.heard_ms(now) < self.audio_ms
+
+    def mark(self, name: str, at: float) -> None:
+        if name in self.marks:
+            return
+        self.marks[name] = at
+        if self.observer is not None:
+            self.observer(name)
+
+    def waterfall_ms(self) -> dict[str, int]:
+        """Each mark as ms after the caller's speech ended, in the order reached, ending
+        with the first agent audio sent: the per-stage waterfall stored with the turn."""
+        if self.caller_speech_end_at is None:
+            return {}
+        end = self.caller_speech_end_at
+        out = {name: round((at - end) * 1000) for name, at in self.marks.items()}
+        if self.first_sent_at is not None:
+            out["first_audio_sent"] = round((self.first_sent_at - end) * 1000)
+        return out
 
     @property
     def e2e_ms(self) -> int | None:

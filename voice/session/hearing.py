@@ -28,7 +28,8 @@ def echo_floor(*, speech: AgentSpeech | None, now: float, mixed: bool) -> float 
 
 
 def stt_hints(*, vocabulary: Any, language: str) -> dict[str, str]:
-    """Keyword arguments for ``SttBackend.transcribe`` as ``TOM_STT_BIAS`` asks."""
+    """Keyword arguments for ``SttBackend.transcribe`` as ``TOM_STT_BIAS`` asks (the
+    first pass's: under "conditional" it is unbiased)."""
     if vocabulary is not None and settings.TOM_STT_BIAS == "hotwords":
         return {"hotwords": vocabulary.hotwords()}
     if vocabulary is not None and settings.TOM_STT_BIAS == "prompt":
@@ -36,9 +37,31 @@ def stt_hints(*, vocabulary: Any, language: str) -> dict[str, str]:
     return {}
 
 
-def transcript_understood(*, heard: str, vocabulary: Any, language: str, turn: int) -> str:
-    """The transcript with mis-heard catalog terms corrected (the raw one is kept)."""
+def catalog_heard(*, heard: str, vocabulary: Any) -> str:
+    """Why the transcript reads as a catalog request ("" if not, or without a catalog)."""
+    if vocabulary is None or not heard:
+        return ""
+    from toolhub.entities import catalog_request
+
+    return catalog_request(text=heard, vocabulary=vocabulary)
+
+
+def second_pass_hints(*, catalog: str, vocabulary: Any, language: str) -> dict[str, str]:
+    """Under "conditional", the catalog prompt for a transcript that read as a catalog
+    request (``catalog``, from ``catalog_heard``); otherwise no second pass."""
+    if settings.TOM_STT_BIAS != "conditional" or not catalog or vocabulary is None:
+        return {}
+    return {"prompt": vocabulary.prompt(language)}
+
+
+def transcript_understood(*, heard: str, vocabulary: Any, language: str, turn: int,
+                          catalog: bool = True) -> str:
+    """The transcript with mis-heard catalog terms corrected (the raw one is kept).
+    Under "conditional", only a catalog request is corrected: correction turned "ship to
+    Austria" into "Astra"."""
     if vocabulary is None or not settings.TOM_ENTITY_CORRECTION:
+        return heard
+    if settings.TOM_STT_BIAS == "conditional" and not catalog:
         return heard
     from toolhub.entities import correct
 

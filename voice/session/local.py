@@ -62,12 +62,15 @@ class LocalSession(RealtimeSession):
         self.turns = TurnStage(stop_ms=self.params.vad_stop_ms,
                                barge_in_ms=self.params.barge_in_min_speech_ms,
                                mixed=call.mix_type == "mixed",
-                               preempt_ms=settings.TOM_STT_PREEMPT_MS)
+                               preempt_ms=settings.TOM_STT_PREEMPT_MS,
+                               overdue_s=settings.TOM_TURN_OVERDUE_S)
         self.stt = SttStage(backend=self._stt_backend, language=self.language,
-                            vocabulary=lambda: self.vocabulary, reply_rate=call.sample_rate)
+                            vocabulary=lambda: self.vocabulary, reply_rate=call.sample_rate,
+                            speculate=settings.TOM_LLM_SPECULATE)
         self.context = ContextStage(language=self.language, system_prompt=self._prompt,
                                     tools=tool_hook, call_id=call_id,
                                     fillers=self.params.fillers)
+        self.stt.observer = self._progressed
         self.output = OutputStage(lanes=self.events)
         self.pipeline = Pipeline([
             InboundStage(rate=call.sample_rate), self.turns, self.stt, self.context,
@@ -139,6 +142,10 @@ class LocalSession(RealtimeSession):
         await self.pipeline.queue(InputEnded(at=at))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pipeline.idle(), DRAIN_LIMIT_S)
+
+    def _progressed(self, mark: str) -> None:
+        if self.progress is not None:
+            self.progress(mark)
 
     async def aclose(self) -> None:
         await self.pipeline.stop()

@@ -105,6 +105,12 @@ class UtteranceSegmenter:
             return None
         return b"".join(self._frames[:max(1, len(self._frames) - self.vad.silent_frames)])
 
+    def prepend(self, pcm: bytes) -> None:
+        """Put ``pcm`` before the utterance that just started: the caller's earlier words,
+        which were not answered yet, so that one transcript hears the whole question."""
+        if self._frames:
+            self._frames.insert(0, pcm)
+
     def take(self) -> bytes | None:
         """The utterance so far (trailing silence dropped), and start afresh."""
         if not self._frames:

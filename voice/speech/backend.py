@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage
 
 from tomsite.runner import http_ok
-from voice import tts
+from voice import models, tts
 from voice.backends import endpoint_check
 from voice.egress import check_endpoint
 from voice.inference.host import HostServer
@@ -33,7 +33,7 @@ from voice.inference.server import InferenceUnavailable
 from voice.inference.spec import ServerSpec
 from voice.providers import OpenAiStt, OpenAiTts
 from voice.stt import SttBackend, Transcription, WhisperStt
-from voice.tts import PiperTts, TtsBackend, TtsError
+from voice.tts import PiperTts, TtsBackend, TtsError, piper_speaks
 
 REPO = Path(__file__).resolve().parents[2]
 # A turn's STT waits for a restarting server (within the provider timeout); by the time
@@ -86,6 +86,13 @@ def _check(local: list[CheckMessage]) -> list[CheckMessage]:
     return local  # the child loads this host's models: what the in-process backend needs
 
 
+def _require(path: Path, *, what: str) -> None:
+    """Fail at once, as the in-process backend does, rather than after the child's start
+    timeout: a child without its model restarts and never becomes healthy."""
+    if not path.exists():
+        raise models.ModelError(f"no {what} at {path}: run manage.py tom_models")
+
+
 class _ServerClient:
     """An httpx client that follows the host's speech server across restarts."""
 
@@ -130,6 +137,8 @@ class SpeechServerStt(OpenAiStt):
     @classmethod
     def from_settings(cls, *, model: str | None = None) -> SttBackend:
         host = speech_host()
+        if not host.external_url:  # a missing model is the same error as in process, at once
+            _require(models.stt_model_dir(model) / "model.bin", what="Whisper model")
         # Built once per process, by the warm-up or the first call: the server starts here.
         host.endpoint(timeout=settings.TOM_SPEECH_SERVER_START_TIMEOUT_S)
         return cls(host, model=model or settings.TOM_STT_MODEL)
@@ -184,6 +193,8 @@ class SpeechServerTts(OpenAiTts):
     def from_settings(cls, *, language: str, voice: str = "",
                       length_scale: float | None = None) -> TtsBackend:
         host = speech_host()
+        if not host.external_url and piper_speaks(language=language, voice=voice):
+            _require(Path(voice) if voice else models.piper_voice_path(), what="Piper voice")
         host.endpoint(timeout=settings.TOM_SPEECH_SERVER_START_TIMEOUT_S)
         return cls(host, language=language, voice=voice,
                    length_scale=length_scale)

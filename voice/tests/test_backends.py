@@ -5,6 +5,7 @@ checks, and TOM_SESSION_BACKEND=provider no longer overriding an explicit backen
 from __future__ import annotations
 
 import runpy
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from django.core.checks import CheckMessage, Warning, run_checks
 from django.test import override_settings
 
-from voice import backends, llm, stt, tts, vad
+from voice import backends, checks, llm, stt, tts, vad
 from voice.backends import BackendHandler, BackendUnavailable
 from voice.llm_deltas import LlmDelta, TextDelta
 from voice.protocols.metadata import CallStart
@@ -24,7 +25,8 @@ from voice.session.local import LocalSession
 
 CALL = CallStart(uuid="b", sample_rate=8000, channels=1, mix_type="mono", encoding="l16")
 BACKEND_VARIABLES = ("TOM_SESSION_BACKEND", "TOM_STT_BACKEND", "TOM_LLM_BACKEND",
-                     "TOM_TTS_BACKEND", "TOM_TTS_ENGINE", "TOM_VAD_BACKEND", "TOM_VAD_ENGINE")
+                     "TOM_TTS_BACKEND", "TOM_TTS_ENGINE", "TOM_VAD_BACKEND", "TOM_VAD_ENGINE",
+                     "TOM_INFERENCE", "TOM_LLM_SERVER_BIN", "TOM_LLM_SERVER_URL")
 
 
 class ScriptedLlm(llm.LlmBackend):
@@ -94,11 +96,40 @@ def test_an_alias_or_a_dotted_path_names_the_backend_class(kind: str, value: str
         assert backends.backend_class(kind) is expected
 
 
-def test_the_defaults_and_the_old_setting_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def _chosen(values: dict[str, Any]) -> list[str]:
+    return [values[f"TOM_{k}_BACKEND"] for k in ("STT", "LLM", "TTS", "VAD")]
+
+
+def test_the_default_runs_the_models_in_the_hosts_model_servers(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    values = _settings_from(monkeypatch, TOM_LLM_SERVER_BIN=str(binary))
+    assert values["TOM_INFERENCE"] == "process"
+    assert _chosen(values) == ["speech-server", "llamacpp-server", "speech-server", "webrtc"]
+    # The model servers batch: the web process lets several turns at them at once.
+    assert values["TOM_LLM_MAX_CONCURRENCY"] == values["TOM_LLM_PARALLEL"] == 4
+    assert values["TOM_STT_MAX_CONCURRENCY"] == values["TOM_STT_BATCH"]
+    # espeak-ng is a program of its own already: it stays as it is.
+    values = _settings_from(monkeypatch, TOM_LLM_SERVER_BIN=str(binary), TOM_TTS_ENGINE="espeak")
+    assert values["TOM_TTS_BACKEND"] == "espeak"
+    # No llama-server installed (pip alone, no deploy/local): the LLM stays in process,
+    # and voice.W003 says what that costs.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     values = _settings_from(monkeypatch)
-    assert [values[f"TOM_{k}_BACKEND"] for k in ("STT", "LLM", "TTS", "VAD")] == [
-        "whisper", "llamacpp", "piper", "webrtc"]
-    values = _settings_from(monkeypatch, TOM_TTS_ENGINE="espeak", TOM_VAD_ENGINE="silero")
+    assert _chosen(values) == ["speech-server", "llamacpp", "speech-server", "webrtc"]
+    with override_settings(TOM_SESSION_BACKEND="local", **{
+            k: values[k] for k in ("TOM_INFERENCE", "TOM_LLM_BACKEND")}):
+        assert "voice.W003" in {m.id for m in checks.check_backends()}
+
+
+def test_the_defaults_and_the_old_setting_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = _settings_from(monkeypatch, TOM_INFERENCE="inline")
+    assert _chosen(values) == ["whisper", "llamacpp", "piper", "webrtc"]
+    assert values["TOM_LLM_MAX_CONCURRENCY"] == 1
+    values = _settings_from(monkeypatch, TOM_INFERENCE="inline", TOM_TTS_ENGINE="espeak",
+                            TOM_VAD_ENGINE="silero")
     assert (values["TOM_TTS_BACKEND"], values["TOM_VAD_BACKEND"]) == ("espeak", "silero")
     # The segmenter still reads the old name: it must name the same backend.
     values = _settings_from(monkeypatch, TOM_VAD_BACKEND="voice.vad.SileroClassifier")

@@ -36,7 +36,8 @@ def test_abbreviations_do_not_end_sentences() -> None:
     ["Das", " passt", " z.", " ", "B.", " für", " den", " Golf", ". Gern", "."],
 ])
 def test_a_spaced_abbreviation_is_not_split(tokens: list[str]) -> None:
-    assert _run(tokens) == ["Das passt z. B. für den Golf.", "Gern."]
+    # The first clause may end at the phrase boundary after it ("für"), never inside it.
+    assert _run(tokens) == ["Das passt z. B.", "für den Golf.", "Gern."]
 
 
 def test_a_word_ending_like_an_abbreviation_still_ends_a_sentence() -> None:
@@ -65,3 +66,26 @@ def test_an_ordinal_at_the_end_of_the_reply_is_flushed() -> None:
 def test_braces_and_tags_are_just_text_here() -> None:
     # Tool calls never reach the chunker (voice.llm_tags); whatever arrives is spoken.
     assert _run(["Less", " than", " <", " five", "."]) == ["Less than < five."]
+
+
+@pytest.mark.parametrize(("tokens", "first"), [
+    (["Our", " opening", " hours", " on", " Saturday", " are", " 10", " AM", " to", " 5", " PM."],
+     "Our opening hours on Saturday are 10 AM"),
+    # Not before "for": three words are too few to say alone; eight words are enough.
+    (["An", " oil", " filter", " for", " a", " Ford", " Focus", " III", " costs", " 12", " euros."],
+     "An oil filter for a Ford Focus III"),
+    (["Wir", " liefern", " nach", " Hamburg", " in", " zwei", " Tagen."],
+     "Wir liefern nach Hamburg"),
+])
+def test_a_long_first_sentence_is_cut_at_a_phrase_boundary(tokens: list[str],
+                                                            first: str) -> None:
+    out = _run(tokens)
+    assert out[0] == first or out[0].startswith(first)
+    assert " ".join(out) == "".join(tokens).strip()
+    assert len(out) == 2  # only the first clause is cut early; the rest stays a sentence
+
+
+def test_a_phrase_word_still_being_typed_is_not_cut_before() -> None:
+    chunker = Chunker()
+    assert chunker.feed("We are open from Monday to") == []  # "to" may become "today"
+    assert chunker.feed(" Friday") == ["We are open from Monday"]

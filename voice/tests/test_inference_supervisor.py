@@ -120,6 +120,9 @@ def test_a_turn_cut_by_a_crash_fails_and_the_next_turn_is_answered(
         stand_in: Path, tmp_path: Path, settings: Any) -> None:
     settings.TOM_DATA_DIR, settings.TOM_LLM_SERVER_URL = tmp_path, ""
     settings.TOM_PROVIDER_TIMEOUT_S = 30.0
+    # The stand-in serves no model, but the backend looks for the file before it starts one.
+    settings.TOM_LLM_MODEL_PATH = str(tmp_path / "stand-in.gguf")
+    (tmp_path / "stand-in.gguf").write_bytes(b"GGUF")
     llm = LlamaServerLlm.from_settings()
     assert isinstance(llm, LlamaServerLlm) and llm.host.owner
     cancel = threading.Event()

@@ -58,7 +58,9 @@ async def test_a_spoken_question_is_understood_and_answered(
     assert report.errors == []
     caller = [t["text"] for t in report.transcripts if t["role"] == "caller"]
     agent = [t["text"] for t in report.transcripts if t["role"] == "agent"]
-    assert caller and wer(QUESTION, caller[0]) <= 0.15, caller
+    # A long pause after "Hello," may end a turn (seen on a loaded CI machine); the caller
+    # going on before any reply joins the halves, and the last line is the whole question.
+    assert caller and wer(QUESTION, caller[-1]) <= 0.15, caller
     assert agent and agent[0]
     # What the caller heard, transcribed by Whisper, is English that relates to the question.
     heard = report.heard_pcm(8000)
@@ -69,8 +71,14 @@ async def test_a_spoken_question_is_understood_and_answered(
                                     "closed", "morning"}, said.text
     call = await database_sync_to_async(Call.objects.get)(uuid=call_uuid)
     turn = await database_sync_to_async(call.turns.get)(index=0)
-    assert turn.caller_text == caller[0] and turn.stt_ms and turn.llm_first_token_ms
+    assert turn.caller_text == caller[-1] and turn.stt_ms and turn.llm_first_token_ms
     assert turn.tts_first_audio_ms is not None and turn.e2e_ms is not None
+    # The waterfall: every stage in order, ending where the end-to-end latency does.
+    fall = turn.waterfall
+    assert fall["stt_start"] <= fall["stt_done"] <= fall["understood"] <= fall["routed"] \
+        <= fall["llm_request"] <= fall["llm_first_text"] <= fall["tts_first_audio"] \
+        <= fall["first_audio_sent"], fall
+    assert fall["turn_start"] >= 400 and abs(fall["first_audio_sent"] - turn.e2e_ms) <= 50
 
 
 def test_german_espeak_utterance_is_transcribed_in_german(
@@ -127,11 +135,12 @@ async def test_caller_interrupts_the_agent_mid_reply(assembled: None,
     interruption = _telephone(await sync_to_async(voice.synthesize)(
         "Stop, I only need the price of brake pads."), voice.rate)
     call_uuid = str(uuid.uuid4())
-    # The answer starts 2-4 s after the question on this CPU and runs several seconds.
+    # The caller talks over the answer once 1 s of it has played, however soon it came.
     client = ForkClient(url=server.fork_url(call_uuid=call_uuid),
                         metadata={"uuid": call_uuid, "sampleRate": 8000, "language": "en"},
-                        rate=8000, segments=[Segment(question, pause_s=5.5),
-                                             Segment(interruption, pause_s=9.0)])
+                        rate=8000, segments=[Segment(question, pause_s=0.0),
+                                             Segment(interruption, pause_s=9.0,
+                                                     over_reply_s=1.0)])
     report = await client.run()
     assert report.errors == []
     onset = report.segment_starts[1] + _onset_s(interruption, 8000)
@@ -152,3 +161,25 @@ async def test_caller_interrupts_the_agent_mid_reply(assembled: None,
     interrupted = turns[0]
     assert interrupted.barge_in is True
     assert interrupted.agent_audio_heard_ms < interrupted.agent_audio_ms
+
+
+def test_whisper_reads_a_short_window_and_a_second_pass_reuses_its_encoding(
+        assembled: None, settings: Any) -> None:
+    settings.TOM_STT_WINDOW_S = 10
+    engine = tts.get_tts("en")
+    audio = _telephone(engine.synthesize(QUESTION), engine.rate)
+    whisper = stt.WhisperStt(models.stt_model_dir("base"))
+    windows: list[int] = []
+    encode = whisper.model.encode
+
+    def counting(features: Any) -> Any:
+        windows.append(features.shape[-1])
+        return encode(features)
+
+    whisper.model.encode = counting  # type: ignore[method-assign]
+    plain = whisper.transcribe(audio, rate=8000, language="en")
+    prompted = whisper.transcribe(audio, rate=8000, language="en",
+                                  prompt="Car parts: Volkswagen Golf, brake pads.")
+    assert windows == [1000]  # 10 s of mel frames, not 30 s; and encoded once for both
+    assert whisper.encoded.hits == 1
+    assert wer(QUESTION, plain.text) <= 0.2 and wer(QUESTION, prompted.text) <= 0.2

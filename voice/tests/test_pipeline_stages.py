@@ -189,6 +189,35 @@ async def test_caller_speech_over_the_agent_silences_it_then_confirms(settings: 
     assert harness.of(BargeInConfirmed)[0].heard  # what the caller heard of it
 
 
+async def test_a_turn_that_leaves_the_caller_silent_too_long_is_given_up() -> None:
+    # 0.5 s after the caller stopped: 0.2 s after the VAD's 300 ms of silence cut the turn.
+    stage = TurnStage(stop_ms=300, barge_in_ms=None, mixed=False, preempt_ms=0,
+                      overdue_s=0.5)
+    harness = StageHarness(stage)
+    audio = voiced(16000, 0.6) + bytes(16000)  # 0.6 s speech, 0.5 s quiet
+    await harness.run(_frames16(audio, 0.0))
+    turn = harness.of(Utterance)[0].turn
+    assert not harness.of(TurnFailed)  # not before its time
+    await asyncio.sleep(0.6)  # nothing downstream answered (the models are swamped)
+    cancels, failed = harness.of(CancelTurn), harness.of(TurnFailed)
+    assert [c.reason for c in cancels] == ["overdue"] and cancels[0].upto == turn
+    assert len(failed) == 1 and failed[0].turn == turn
+    assert failed[0].overload and failed[0].engine_failed  # espeak-ng says it: no model
+    assert harness.down.index(cancels[0]) < harness.down.index(failed[0])
+
+    # A turn the caller hears something of (the reply, a filler) is not given up.
+    second = StageHarness(TurnStage(stop_ms=300, barge_in_ms=None, mixed=False,
+                                    preempt_ms=0, overdue_s=0.5))
+    await second.run(_frames16(audio, 0.0))
+    speech = _speech(turn=second.of(Utterance)[0].turn)
+    await second.send(AgentStarted(speech=speech), Direction.UP)
+    await asyncio.sleep(0.6)
+    assert not second.of(TurnFailed) and not second.of(CancelTurn)
+    for closing in (harness, second):
+        await closing.close()
+        assert closing.stage._overdue is None  # type: ignore[attr-defined]
+
+
 # --- context ----------------------------------------------------------------------------
 class _Hook:
     def __init__(self) -> None:

@@ -157,7 +157,9 @@ class VocabularyHook(ScriptedHook):
     async def vocabulary(self, *, language: str) -> Any:
         from toolhub.entities import Vocabulary
 
-        return Vocabulary(terms=["brake pads", "Volkswagen Golf"], hints=["Volkswagen"])
+        # "volkswagon" as the catalog's make aliases have it: a catalog request.
+        return Vocabulary(terms=["brake pads", "Volkswagen Golf"], hints=["Volkswagen"],
+                          makes=frozenset({"volkswagen", "volkswagon"}))
 
 
 class MishearingStt(ScriptedStt):
@@ -173,28 +175,40 @@ class MishearingStt(ScriptedStt):
                              language="en", ms=5)
 
 
-@pytest.mark.parametrize(("bias", "hints"), [
-    ("prompt", {"hotwords": "", "prompt": "Car parts: Volkswagen."}),  # the default
-    ("hotwords", {"hotwords": "Volkswagen", "prompt": ""}),
-    ("off", {"hotwords": "", "prompt": ""}),
-])
-async def test_the_caller_text_is_corrected_and_the_raw_one_kept(
-        settings: Any, bias: str, hints: dict[str, str]) -> None:
-    settings.TOM_STT_BIAS = bias
-    llm, hook, heard = ToolAwareLlm(), VocabularyHook(route=[]), MishearingStt()
+async def _heard(stt: Any, hook: ScriptedHook, llm: ToolAwareLlm
+                 ) -> tuple[LocalSession, list[Any]]:
+    """A session with ``hook``'s catalog words hears one question through ``stt``."""
     call = CallStart(uuid="c", sample_rate=RATE, channels=1, mix_type="mono", encoding="l16",
                      language="en")
-    session = LocalSession(call=call, stt_backend=heard, llm_backend=llm,
+    session = LocalSession(call=call, stt_backend=stt, llm_backend=llm,
                            tts_backend=ScriptedTts(), tool_hook=hook)
     await session.prepare()
     await _feed(session, voiced(RATE, 0.6) + bytes(RATE * 2), 0.0)
-    events = await _drain(session, Transcript)
+    return session, await _drain(session, Transcript)
+
+
+UNBIASED = {"hotwords": "", "prompt": ""}
+PROMPTED = {"hotwords": "", "prompt": "Car parts: Volkswagen."}
+
+
+@pytest.mark.parametrize(("bias", "passes"), [
+    # The default: unbiased, then again with the prompt because it reads as a catalog request.
+    ("conditional", [UNBIASED, PROMPTED]),
+    ("prompt", [PROMPTED]),
+    ("hotwords", [{"hotwords": "Volkswagen", "prompt": ""}]),
+    ("off", [UNBIASED]),
+])
+async def test_the_caller_text_is_corrected_and_the_raw_one_kept(
+        settings: Any, bias: str, passes: list[dict[str, str]]) -> None:
+    settings.TOM_STT_BIAS = bias
+    llm, heard = ToolAwareLlm(), MishearingStt()
+    session, events = await _heard(heard, VocabularyHook(route=[]), llm)
     caller = next(e for e in events if isinstance(e, Transcript) and e.role == "caller")
     assert caller.text == "Do you have brake pads for a Volkswagen Golf?"
     speech = next(e for e in events if isinstance(e, AgentAudio)).speech
     assert speech.caller_text == caller.text
     assert speech.caller_text_raw == "Do you have break pads for a Volkswagon Golf?"
-    assert heard.hints[0] == hints  # Whisper was biased as TOM_STT_BIAS says
+    assert heard.hints == passes  # Whisper was biased as TOM_STT_BIAS says
     assert llm.prompts[0][-1]["content"].startswith("Do you have brake pads")
     await session.aclose()
 
@@ -298,3 +312,32 @@ async def test_tool_calls_over_the_cap_are_refused_with_a_log_and_a_metric(
     assert refused() == before + 2
     assert "session.tool_calls_capped" in caplog.messages
     await session.aclose()
+
+
+class PlainStt(MishearingStt):
+    def transcribe(self, pcm: bytes, *, rate: int, language: str | None,
+                   hotwords: str = "", prompt: str = "") -> Any:
+        from voice.stt import Transcription
+
+        self.hints.append({"hotwords": hotwords, "prompt": prompt})
+        return Transcription(text="Do you ship to Austria?", language="en", ms=5)
+
+
+async def test_a_plain_question_is_heard_once_unbiased_and_left_uncorrected(
+        settings: Any) -> None:
+    settings.TOM_STT_BIAS = "conditional"
+    heard = PlainStt()
+    session, events = await _heard(heard, AstraHook(route=[]), ToolAwareLlm())
+    caller = next(e for e in events if isinstance(e, Transcript) and e.role == "caller")
+    assert caller.text == "Do you ship to Austria?"  # not "Astra": no correction
+    assert heard.hints == [UNBIASED]  # one pass, no catalog prompt
+    await session.aclose()
+
+
+class AstraHook(ScriptedHook):
+    async def vocabulary(self, *, language: str) -> Any:
+        from toolhub.entities import Vocabulary
+
+        # Correction alone would rewrite "Austria" as the catalog's "Astra".
+        return Vocabulary(terms=["Opel Astra", "Astra"], hints=["Opel"],
+                          makes=frozenset({"opel"}))

@@ -237,12 +237,13 @@ def assembled() -> None:
         models.assemble(name)
 
 
-def _kill_when_speaking(run_dir: Path, done: threading.Event) -> dict[str, Any]:
-    """SIGKILL the speech server the moment it synthesizes the call's reply.
+def _kill_when_busy(run_dir: Path, done: threading.Event, *, stage: str) -> dict[str, Any]:
+    """SIGKILL the speech server the moment it works for the call: ``stage`` "tts" while it
+    synthesizes the reply, "stt" while it transcribes the caller.
 
-    Not on the first transcription: that may be a pre-emptive one (TOM_STT_PREEMPT_MS)
-    started in a pause mid-sentence, whose loss costs nothing (the turn transcribes the
-    whole utterance again, from the restarted server), so the turn would not apologise.
+    "stt" needs TOM_STT_PREEMPT_MS=0: a pre-emptive transcription started in a pause
+    mid-sentence costs nothing when lost (the turn transcribes the whole utterance again,
+    from the restarted server), so the turn would not apologise.
     """
     killed: dict[str, Any] = {}
     state = json.loads((run_dir / SPEECH_SPEC.state_name).read_text())
@@ -251,7 +252,7 @@ def _kill_when_speaking(run_dir: Path, done: threading.Event) -> dict[str, Any]:
             health = httpx.get(f"{state['url']}/health", timeout=2).json()
         except httpx.HTTPError:
             health = {}
-        if health.get("tts", {}).get("busy"):
+        if health.get(stage, {}).get("busy"):
             os.kill(int(state["pid"]), signal.SIGKILL)
             killed.update(pid=int(state["pid"]), at=time.monotonic())
             return killed
@@ -259,15 +260,22 @@ def _kill_when_speaking(run_dir: Path, done: threading.Event) -> dict[str, Any]:
     return killed
 
 
+# "tts": killed while the reply's first clause is synthesized (the caller has heard
+# nothing yet); "stt": while the caller's finished question is transcribed. Either way
+# espeak-ng, in the web process, speaks the apology.
+@pytest.mark.parametrize("stage", ["tts", "stt"])
 async def test_kill_9_of_the_speech_server_mid_turn_costs_one_turn_not_the_call(
-        assembled: None, live_server_process: Any, tmp_path: Path) -> None:
+        assembled: None, live_server_process: Any, tmp_path: Path, stage: str) -> None:
     data = tmp_path / "data"  # its own host lock, so its own speech server
     data.mkdir()
     (data / "models").symlink_to(models.models_dir())
     log = tmp_path / "daphne.log"
+    # TOM_INFERENCE=process (the default) puts Whisper and Piper in the speech server;
+    # the LLM stays in process here (llama-server's kill -9: test_inference_process.py).
     live: LiveServer = live_server_process(
-        log=log, TOM_SESSION_BACKEND="local", TOM_STT_BACKEND="speech-server",
-        TOM_TTS_BACKEND="speech-server", TOM_STT_MODEL="tiny.en", TOM_STT_MODELS="",
+        log=log, TOM_SESSION_BACKEND="local", TOM_INFERENCE="process",
+        TOM_LLM_BACKEND="llamacpp", TOM_STT_MODEL="tiny.en", TOM_STT_MODELS="",
+        TOM_STT_PREEMPT_MS="250" if stage == "tts" else "0",
         TOM_DATA_DIR=str(data), TOM_LOG_LEVEL="INFO", TOM_PROVIDER_TIMEOUT_S="30")
     run_dir = data / "run"
     before = json.loads((run_dir / SPEECH_SPEC.state_name).read_text())  # the warm-up's
@@ -280,7 +288,7 @@ async def test_kill_9_of_the_speech_server_mid_turn_costs_one_turn_not_the_call(
                         rate=8000, segments=[Segment(first, pause_s=12.0),
                                              Segment(second, pause_s=12.0)], wait_s=40)
     done = threading.Event()
-    killer = asyncio.create_task(asyncio.to_thread(_kill_when_speaking, run_dir, done))
+    killer = asyncio.create_task(asyncio.to_thread(_kill_when_busy, run_dir, done, stage=stage))
     try:
         report = await client.run()
     finally:

@@ -70,8 +70,9 @@ async def _call(server: LiveServer, question: bytes, interruption: bytes) -> Hea
     call_uuid = str(uuid.uuid4())
     client = ForkClient(url=server.fork_url(call_uuid=call_uuid),
                         metadata={"uuid": call_uuid, "sampleRate": 8000, "language": "en"},
-                        rate=8000, segments=[Segment(question, pause_s=5.5),
-                                             Segment(interruption, pause_s=9.0)])
+                        rate=8000, segments=[Segment(question, pause_s=0.0),
+                                             Segment(interruption, pause_s=9.0,
+                                                     over_reply_s=0.6)])
     report = await client.run()
     assert report.errors == [] and report.close_code == 1000, report.problems()
     e2e = report.turn_latencies()[0]
@@ -95,8 +96,11 @@ async def test_the_first_call_after_a_start_answers_and_barges_in_like_a_later_o
     log = tmp_path / "web.log"
     try:
         # Returns at the first 200 from /healthz, as a load balancer would send calls.
-        server: LiveServer = live_server_process(log=log, TOM_SESSION_BACKEND="local",
-                                                 TOM_WARM_UP="true", TOM_LOG_LEVEL="INFO")
+        # Models in process (pytest's TOM_INFERENCE=inline). The caller talks over each
+        # reply 0.6 s into it (Segment.over_reply_s): a fixed pause missed quick, short
+        # replies (CI: a later call's reply had ended, no killAudio to measure).
+        server: LiveServer = live_server_process(
+            log=log, TOM_SESSION_BACKEND="local", TOM_WARM_UP="true", TOM_LOG_LEVEL="INFO")
         # The server answered 200 to the fixture; the watcher sees it at its next poll and
         # returns. Stopping it now could lose that 200 (seen once in CI).
         watch.join(5)
