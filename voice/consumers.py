@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -269,6 +270,8 @@ class ForkConsumer(AsyncWebsocketConsumer):
             started_at=self.call.started_at.timestamp(), language=self.call.language,
             variant=self.call.policy_variant, synthetic=self.call.synthetic,
             recording=self.recorder is not None)
+        if self.recorder is not None:  # a full disk ends the recording: the board says so
+            self.recorder.on_failed = partial(live.hub.call_changed, self.live, recording=False)
         self.output = CallOutput(call=self.call, session=session, protocol=self.protocol,
                                  send=self.send, spawn=self._spawn, hang_up=self._hang_up,
                                  now=self.loop.time, live=self.live, recorder=self.recorder)

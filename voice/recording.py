@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -177,6 +178,8 @@ class CallRecorder:
         self.timeline = StereoTimeline(rate=rate)
         self.flush_samples = max(1, round(flush_s * rate))
         self.active = True
+        # Told once when a write fails, so the console stops showing the call as recorded.
+        self.on_failed: Callable[[], None] | None = None
         self._last_caller_at = started_at
         self._resamplers: dict[int, Resampler] = {}
 
@@ -239,6 +242,8 @@ class CallRecorder:
                                                     "error": type(exc).__name__,
                                                     "errno": exc.errno})
             self._close()
+            if self.on_failed is not None:
+                self.on_failed()
 
     def _close(self) -> None:
         self.active = False

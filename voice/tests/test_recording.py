@@ -171,11 +171,13 @@ def test_a_full_disk_stops_the_recording_and_the_call_goes_on(
         caplog: pytest.LogCaptureFixture) -> None:
     file = _DiskFull()
     recorder = CallRecorder(wav=WavAppender(file, rate=RATE), rate=RATE, call_id=7)
+    told: list[bool] = []
+    recorder.on_failed = lambda: told.append(True)  # the console's "rec" badge goes
     errors = ERRORS.labels(component="recording")._value.get()
     file.full = True
     with caplog.at_level(logging.ERROR, logger="voice.recording"):
         _feed(recorder, _tone(1000, 1.5))  # the flush at 1 s fails; no exception
-    assert not recorder.active and file.closed
+    assert not recorder.active and file.closed and told == [True]
     assert ERRORS.labels(component="recording")._value.get() == errors + 1
     failed = [r for r in caplog.records if r.getMessage() == "recording.failed"]
     assert len(failed) == 1 and failed[0].call_id == 7  # type: ignore[attr-defined]
