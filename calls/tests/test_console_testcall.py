@@ -4,6 +4,8 @@ microphone) is voice/tests/test_browser_call.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
@@ -49,3 +51,15 @@ def test_the_page_offers_the_live_variants_and_the_call_controls(client: Client)
     assert "console/testcall.js" in page and "console/pcm-worklet.js" in page
     assert "TOM supervisor console" in page  # inside the admin's look
     assert client.post(reverse("console:test-call")).status_code == 405
+
+
+def test_the_page_offers_the_languages_with_tom_language_chosen(
+        client: Client, settings: Any) -> None:
+    settings.TOM_LANGUAGE = "de"
+    client.force_login(_staff("calls.view_call"))
+    page = client.get(reverse("console:test-call")).content.decode()
+    assert '<option value="de" selected>German</option>' in page
+    assert '<option value="en">English</option>' in page
+    settings.TOM_LANGUAGE = "fr"  # a deployment's own language is offered too
+    page = client.get(reverse("console:test-call")).content.decode()
+    assert '<option value="fr" selected>fr</option>' in page

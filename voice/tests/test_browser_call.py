@@ -129,7 +129,7 @@ async def test_a_supervisors_call_is_named_here_synthetic_and_runs_the_chosen_va
     assert str(uuid.UUID(call_uuid)) == call_uuid
     # What the browser claims about itself beyond its audio is not believed.
     await ws.send_to(text_data=json.dumps({
-        "sampleRate": 16000, "tomVariant": "brisk", "tomSynthetic": False,
+        "sampleRate": 16000, "tomVariant": "brisk", "tomSynthetic": False, "language": "de",
         "uuid": call_uuid, "caller": "+4930123456", "encoding": "ulaw"}))
     for _ in range(25):
         await ws.send_to(bytes_data=voiced(16000, 0.02))
@@ -141,7 +141,7 @@ async def test_a_supervisors_call_is_named_here_synthetic_and_runs_the_chosen_va
     call = await Call.objects.select_related("variant").aget(uuid=call_uuid)
     assert call.synthetic and call.caller_id is None and not call.caller_hash
     assert call.variant is not None and call.variant.name == "brisk"
-    assert call.policy_variant == "brisk"
+    assert call.policy_variant == "brisk" and call.language == "de"  # the page's picker
     assert call.metadata["flavour"] == "browser" and call.metadata["mode"] == "stream"
     assert call.metadata["encoding"] == "l16" and call.metadata["tomVariant"] == "brisk"
     assert call.status == Call.Status.COMPLETED
@@ -252,6 +252,7 @@ def _log_in_and_call(browser: Any, server: LiveServer, *, password: str,
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "call-tom"))
     Select(browser.find_element(By.ID, "variant")).select_by_value(variant)
+    Select(browser.find_element(By.ID, "language")).select_by_value("en")
     browser.find_element(By.ID, "call-tom").click()
 
 
@@ -312,7 +313,7 @@ def test_a_supervisor_calls_tom_from_the_console_and_hears_the_answer(
     assert state["sentFrames"] > 100, state  # 2 s and more of microphone, in 20 ms frames
     call = Call.objects.select_related("variant").get(uuid=state["callUuid"])
     assert call.synthetic and call.variant is not None and call.variant.name == "brisk"
-    assert call.metadata["flavour"] == "browser"
+    assert call.metadata["flavour"] == "browser" and call.language == "en"
     browser.find_element(By.ID, "hang-up").click()
     WebDriverWait(browser, 10).until(lambda d: page()["state"] == "ended")
     deadline = time.monotonic() + 10

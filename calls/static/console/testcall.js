@@ -78,6 +78,7 @@
     const callButton = document.getElementById("call-tom");
     const hangButton = document.getElementById("hang-up");
     const variantSelect = document.getElementById("variant");
+    const languageSelect = document.getElementById("language");
     const status = document.getElementById("call-status");
     const transcript = document.getElementById("transcript");
     const link = document.getElementById("call-link");
@@ -109,20 +110,21 @@
     async function start() {
       callButton.disabled = true;
       variantSelect.disabled = true;
+      languageSelect.disabled = true;
       transcript.replaceChildren();
       link.hidden = true;
       Object.assign(state, { callUuid: null, sentFrames: 0, agentFrames: 0, agentSamples: 0,
                              agentSamplesPlayed: 0, killed: 0, marks: 0 });
       say("Asking for the microphone…", "starting");
       try {
-        call = await open(variantSelect.value);
+        call = await open(variantSelect.value, languageSelect.value);
       } catch (error) {
         say(`Could not start the call: ${error.message || error}`, "failed");
         finish();
       }
     }
 
-    async function open(variant) {
+    async function open(variant, language) {
       if (!window.isSecureContext || !navigator.mediaDevices || !window.AudioWorkletNode) {
         // Browsers give the microphone and AudioWorklets to secure pages only.
         throw new Error("the microphone needs this console over HTTPS (or on localhost)");
@@ -148,7 +150,7 @@
       current.player = new Player(ctx, send);
       say("Calling…", "connecting");
       ws.onopen = () => {
-        const metadata = { sampleRate: RATE };
+        const metadata = { sampleRate: RATE, language };
         if (variant) metadata.tomVariant = variant;
         ws.send(JSON.stringify(metadata));
         const source = ctx.createMediaStreamSource(media);
@@ -230,6 +232,7 @@
       }
       callButton.disabled = false;
       variantSelect.disabled = false;
+      languageSelect.disabled = false;
       hangButton.disabled = true;
     }
 
