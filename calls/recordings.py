@@ -2,8 +2,9 @@
 their deletion once ``TOM_RECORDING_RETENTION_DAYS`` have passed.
 
 The audio itself is written by voice.recording while the call runs; this module only
-names files in ``recording_storage()`` (``TOM_RECORDING_DIR``) and keeps
-``Call.recording`` in step with them. The storage is made afresh each time rather than
+names files in ``recording_storage()`` (``TOM_RECORDING_DIR``, or the configured
+``STORAGES["recordings"]``), moves spooled ones there and keeps ``Call.recording`` in
+step with them. The storage is made afresh each time rather than
 taken from the field, whose storage was fixed when the model was imported.
 """
 
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pydantic
 from django.conf import settings
+from django.core.files import File
 
 from calls.models import Call
-from calls.storage import recording_storage
+from calls.storage import recording_spool_dir, recording_storage, storage_local_path
 from calls.variants import parameters_clean
+from tomsite.metrics import error_count
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +40,48 @@ def recording_wanted(*, call: Call) -> bool:
 
 
 def call_recording_target(*, call: Call) -> tuple[str, Path]:
-    """A free name for ``call``'s recording (``YYYY/MM/DD/<uuid>.wav``) and its local path.
-
-    Raises ``NotImplementedError`` for a storage without local paths: a recording is
-    appended to while the call runs, which needs a file.
-    """
+    """A free name for ``call``'s recording (``YYYY/MM/DD/<uuid>.wav``) and the local file
+    to record it into: the storage's own, or a spool file when the storage has no local
+    paths (``recording_publish`` moves it there when the call ends)."""
     storage = recording_storage()
     name = call.recording.field.generate_filename(call, f"{call.uuid}.wav")
     name = storage.get_available_name(name, max_length=255)
-    return name, Path(storage.path(name))
+    return name, storage_local_path(storage, name) or recording_spool_dir() / name
+
+
+def recording_publish(*, name: str) -> bool:
+    """Move the spooled recording ``name`` into the recordings storage (a no-op for a
+    storage with local paths, which was written in place). False when the storage refused
+    it: the spool file is kept for ``recordings_publish_spooled`` to try again."""
+    storage = recording_storage()
+    spooled = recording_spool_dir() / name
+    if storage_local_path(storage, name) is not None or not spooled.exists():
+        return True
+    try:
+        with spooled.open("rb") as file:
+            saved = storage.save(name, File(file, name=name), max_length=255)
+    except Exception as exc:
+        # Any storage backend's error (a network, a bucket policy): the file stays local.
+        error_count(component="recording")
+        logger.error("recording.publish_failed", extra={"error": type(exc).__name__})
+        return False
+    if saved != name:  # the storage chose another name: the call must follow it
+        Call.objects.filter(recording=name).update(recording=saved)
+    spooled.unlink(missing_ok=True)
+    logger.info("recording.published", extra={"bytes": storage.size(saved)})
+    return True
+
+
+def recordings_publish_spooled(*, now: float, idle_s: float) -> int:
+    """Move spool files nobody has written for ``idle_s`` (a process that died mid-call,
+    a storage that was down) into the storage; returns how many went."""
+    spool = recording_spool_dir()
+    published = 0
+    for path in sorted(spool.rglob("*.wav")) if spool.is_dir() else []:
+        if now - path.stat().st_mtime >= idle_s and \
+                recording_publish(name=path.relative_to(spool).as_posix()):
+            published += 1
+    return published
 
 
 def call_recording_set(*, call: Call, name: str) -> Call:

@@ -48,3 +48,16 @@ def recordings_delete_expired() -> int:
     if days < 1:
         return 0
     return delete_expired(now=timezone.now(), days=days)
+
+
+@shared_task(name="calls.tasks.recordings_publish_spooled", ignore_result=True, acks_late=True,
+             soft_time_limit=300, time_limit=330)
+def recordings_publish_spooled() -> int:
+    """Move spooled recordings into the configured storage when no call can still be
+    writing them (longer untouched than ``TOM_CALL_MAX_DURATION_S`` + 2 minutes): those of
+    a web process that died mid-call, or that the storage refused when their call ended."""
+    import time
+
+    from calls.recordings import recordings_publish_spooled as publish_spooled
+
+    return publish_spooled(now=time.time(), idle_s=settings.TOM_CALL_MAX_DURATION_S + 120)

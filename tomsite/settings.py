@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from celery.schedules import crontab
@@ -250,6 +251,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 240},
     },
+    "calls.recordings-publish-spooled": {  # TOM_RECORDING_STORAGE: what a crash left
+        "task": "calls.tasks.recordings_publish_spooled",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     "calls.recordings-expire": {  # TOM_RECORDING_RETENTION_DAYS
         "task": "calls.tasks.recordings_delete_expired",
         "schedule": crontab(hour=4, minute=30),
@@ -293,6 +299,16 @@ SECURE_REDIRECT_EXEMPT = [r"^ws/", r"^fork/", r"^healthz$"]
 
 # --- Settings for TOM's own features (groups as in env.sample) ---------------------
 from tomsite.tom_settings import *  # noqa: E402,F403  (kept apart to keep this file readable)
+
+# Django's two storages, and "recordings" when TOM_RECORDING_STORAGE names one
+# (calls.storage: without it, files under TOM_RECORDING_DIR).
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if TOM_RECORDING_STORAGE:  # noqa: F405
+    STORAGES["recordings"] = {"BACKEND": TOM_RECORDING_STORAGE,  # noqa: F405
+                              "OPTIONS": TOM_RECORDING_STORAGE_OPTIONS}  # noqa: F405
 
 # --- Logging -------------------------------------------------------------------
 TOM_LOG_LEVEL = env_str("TOM_LOG_LEVEL", "INFO").upper()

@@ -162,6 +162,12 @@ TOM_EMBEDDING_MODEL_DIR = env_str("TOM_EMBEDDING_MODEL_DIR")  # empty: the packa
 TOM_RECORD_CALLS = env_bool("TOM_RECORD_CALLS", False)
 TOM_RECORDING_DIR = env_path("TOM_RECORDING_DIR", _DATA / "recordings")
 TOM_RECORDING_RETENTION_DAYS = env_int("TOM_RECORDING_RETENTION_DAYS", 30)
+# A Django storage for finished recordings (e.g. storages.backends.s3.S3Storage, with
+# django-storages installed); its options as key=value pairs. Empty: the files stay under
+# TOM_RECORDING_DIR. A call is recorded into TOM_RECORDING_DIR/spool either way (appended
+# while it runs) and moved into the storage when it ends.
+TOM_RECORDING_STORAGE = env_str("TOM_RECORDING_STORAGE")
+TOM_RECORDING_STORAGE_OPTIONS = env_map("TOM_RECORDING_STORAGE_OPTIONS")
 
 # --- Privacy and Admin (admin login throttling is in settings.py, with the apps) -------
 # Phone numbers a caller reads out are stored as [number] in the turn's transcript.

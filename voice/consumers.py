@@ -49,7 +49,7 @@ from voice.protocols.metadata import (
     split_json_texts,
 )
 from voice.ratelimit import DtmfLimit, TokenBucket, audio_bucket
-from voice.recording import CallRecorder, call_recorder_open
+from voice.recording import CallRecorder, call_recorder_open, call_recording_publish
 from voice.session.base import RealtimeSession
 from voice.session.factory import BackendUnavailable, create_session
 from voice.tts import TtsError
@@ -420,6 +420,8 @@ class ForkConsumer(AsyncWebsocketConsumer):
         await call_lifecycle_stop(session=session, output=self.output)
         await call_lifecycle_end(call=self.call, reason=reason, failed=failed, detail=detail,
                                  counted=self._release())
+        if self.recorder is not None and self.call is not None:  # last: an upload may be slow
+            await call_recording_publish(call=self.call)
 
 
 class AudioStreamConsumer(ForkConsumer):

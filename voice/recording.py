@@ -267,14 +267,22 @@ async def call_recorder_open(*, call: Call, rate: int, now: float) -> CallRecord
     return CallRecorder(wav=wav, rate=rate, call_id=call.pk, started_at=now)
 
 
+async def call_recording_publish(*, call: Call) -> None:
+    """After the recorder closed: a spooled recording moves into the configured storage
+    (calls.recordings), in a thread of its own: an upload may take a while, and must hold
+    neither the loop nor the thread the call's other database work runs in."""
+    if call.recording.name:
+        await database_sync_to_async(call_recordings.recording_publish, thread_sensitive=False)(
+            name=call.recording.name)
+
+
 def _recording_create(*, call: Call, rate: int) -> WavAppender | None:
     if not call_recordings.recording_wanted(call=call):
         return None
     try:
         name, path = call_recordings.call_recording_target(call=call)
         wav = WavAppender.create(path, rate=rate)
-    except (OSError, NotImplementedError) as exc:
-        # NotImplementedError: a storage without local paths cannot be appended to.
+    except OSError as exc:
         error_count(component="recording")
         logger.error("recording.failed", extra={"call_id": call.pk,
                                                 "error": type(exc).__name__})
