@@ -78,8 +78,14 @@ def recordings_publish_spooled(*, now: float, idle_s: float) -> int:
     spool = recording_spool_dir()
     published = 0
     for path in sorted(spool.rglob("*.wav")) if spool.is_dir() else []:
-        if now - path.stat().st_mtime >= idle_s and \
-                recording_publish(name=path.relative_to(spool).as_posix()):
+        if now - path.stat().st_mtime < idle_s:
+            continue
+        name = path.relative_to(spool).as_posix()
+        if not Call.objects.filter(recording=name).exists():
+            # Its call was deleted or its retention ran out meanwhile: not to be kept.
+            path.unlink(missing_ok=True)
+            logger.info("recording.spool_dropped")
+        elif recording_publish(name=name):
             published += 1
     return published
 
@@ -104,6 +110,7 @@ def recordings_delete_expired(*, now: datetime, days: int) -> int:
     for call in expired.iterator():
         if name := call.recording.name:
             storage.delete(name)  # FileSystemStorage: a file already gone is fine
+            (recording_spool_dir() / name).unlink(missing_ok=True)  # never moved there
         call.recording.name = ""
         call.save(update_fields=["recording"])
         deleted += 1

@@ -128,3 +128,21 @@ def test_the_beat_task_waits_longer_than_a_call_can_last(settings: Any, spool: P
     entry = app.conf.beat_schedule["calls.recordings-publish-spooled"]
     assert entry["task"] == "calls.tasks.recordings_publish_spooled"
     assert entry["task"] in app.tasks
+
+
+def test_expiry_deletes_a_spooled_copy_and_the_sweep_drops_what_no_call_names(
+        spool: Path) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from calls.recordings import recordings_delete_expired
+
+    call, _, path = _spooled_call("rec-old")
+    Call.objects.filter(pk=call.pk).update(started_at=timezone.now() - timedelta(days=9))
+    assert recordings_delete_expired(now=timezone.now(), days=7) == 1
+    assert not path.exists()  # the storage never had it; the spool copy goes too
+    _, _, young = _spooled_call("rec-young")
+    Call.objects.filter(uuid="rec-young").delete()
+    assert recordings_publish_spooled(now=time.time() + 120, idle_s=60) == 0
+    assert not young.exists() and not recording_storage().listdir("")[1]
