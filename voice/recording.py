@@ -282,7 +282,9 @@ def _recording_create(*, call: Call, rate: int) -> WavAppender | None:
     try:
         name, path = call_recordings.call_recording_target(call=call)
         wav = WavAppender.create(path, rate=rate)
-    except OSError as exc:
+    except Exception as exc:
+        # A full disk, or a configured storage that cannot be built (a missing package, a
+        # bad option): the call goes on unrecorded, and every call says so in the log.
         error_count(component="recording")
         logger.error("recording.failed", extra={"call_id": call.pk,
                                                 "error": type(exc).__name__})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import uuid
 import wave
 from pathlib import Path
@@ -56,3 +57,19 @@ async def test_a_call_recorded_for_a_remote_storage_lands_there_when_it_ends(
         left = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")[0::2]
     assert 1.4 * RATE <= len(left) <= 1.6 * RATE and (left == 1000).all()
     assert not (tmp_path / "spool" / name).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_storage_that_cannot_be_built_costs_the_recording_not_the_call(
+        settings: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from voice.recording import call_recorder_open
+
+    settings.TOM_RECORD_CALLS = True
+    settings.TOM_RECORDING_DIR = tmp_path
+    settings.STORAGES = {**STORAGES, "recordings": {"BACKEND": "storages.backends.nowhere.S3"}}
+    call = await Call.objects.acreate(uuid="rec-broken")
+    with caplog.at_level(logging.ERROR, logger="voice.recording"):
+        assert await call_recorder_open(call=call, rate=RATE, now=0.0) is None
+    assert [r.getMessage() for r in caplog.records] == ["recording.failed"]
+    await database_sync_to_async(call.refresh_from_db)()
+    assert call.recording.name == ""
