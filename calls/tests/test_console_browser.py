@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from calls.models import Call
-from greenlights.tests.test_browser import ARTIFACTS, supervisor_log_in
+from greenlights.tests.test_browser import ARTIFACTS, page_attrs, page_text, supervisor_log_in
 from voice.client import CallReport, ForkClient, Segment
 from voice.signals import voiced
 from voice.tests.conftest import LiveServer
@@ -102,14 +102,13 @@ def test_the_console_follows_a_call_hangs_it_up_and_plays_its_recording(
 
     row = f'tr.live-call[data-uuid="{call_uuid}"]'
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+    # Read in the page in one step: SSE events swap the row (see page_text).
     WebDriverWait(browser, 15).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-stage")
-        in ("speaking", "thinking", "listening"))
+        lambda d: set(page_attrs(d, row, "data-stage")) & {"speaking", "thinking", "listening"})
     # The board shows what the caller said (the echo's "(900 ms of speech)") and ticks.
-    WebDriverWait(browser, 20).until(
-        lambda d: "ms of speech" in d.find_element(By.CSS_SELECTOR, row).text)
+    WebDriverWait(browser, 20).until(lambda d: "ms of speech" in page_text(d, row))
     time.sleep(1.2)
-    assert ":" in browser.find_element(By.CSS_SELECTOR, f"{row} .console-duration").text
+    assert ":" in page_text(browser, f"{row} .console-duration")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "console-board.png"))
 
@@ -125,7 +124,7 @@ def test_the_console_follows_a_call_hangs_it_up_and_plays_its_recording(
     WebDriverWait(browser, 20).until(lambda d: lines() >= first + 2)
     grown = lines()
     WebDriverWait(browser, 20).until(lambda d: lines() > grown)  # and again: it grows live
-    assert browser.find_element(By.ID, "stage").text in ("listening", "thinking", "speaking")
+    assert page_text(browser, "#stage") in ("listening", "thinking", "speaking")
     browser.save_screenshot(str(ARTIFACTS / "console-call-live.png"))
 
     browser.find_element(By.ID, "hangup").click()

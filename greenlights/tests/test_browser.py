@@ -60,6 +60,21 @@ def supervisor_log_in(driver: Any, server: LiveServer, *, next_url: str, ready_i
     WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, ready_id))
 
 
+def page_text(driver: Any, css: str) -> str:
+    """The text of the first element matching ``css`` ("" if none), read in one step in
+    the page: htmx swaps elements as server-sent events arrive, and an element found first
+    and read afterwards may have been replaced meanwhile (selenium's "stale element")."""
+    return str(driver.execute_script(
+        "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css))
+
+
+def page_attrs(driver: Any, css: str, name: str) -> list[str | None]:
+    """Attribute ``name`` of every element matching ``css``, read in one step (as above)."""
+    return list(driver.execute_script(
+        "var name = arguments[1]; return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(function (e) { return e.getAttribute(name); });", css, name))
+
+
 @pytest.fixture
 def worker_for(tmp_path: Path) -> Iterator[Any]:
     """A `celery worker` process checking the given live server, on the test database."""
@@ -95,24 +110,23 @@ def test_run_now_in_chromium_colours_the_tiles_live(
     worker_for(server)
     supervisor_log_in(browser, server, next_url="/greenlights/", ready_id="run-now")
 
-    def states() -> list[str]:
-        return [t.get_attribute("data-state")
-                for t in browser.find_elements(By.CSS_SELECTOR, ".tile")]
+    def states() -> list[str | None]:
+        return page_attrs(browser, ".tile", "data-state")
 
     assert len(states()) == 12 and set(states()) == {"pending"}
     browser.find_element(By.ID, "run-now").click()
-    seen: list[list[str]] = []
+    seen: list[list[str | None]] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         seen.append(states())
-        status = browser.find_element(By.ID, "run-status").text
+        status = page_text(browser, "#run-status")
         if status.startswith("run ") and ": " in status:
             break
         time.sleep(0.2)
     final = states()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "greenlights.png"))
-    assert ": " in browser.find_element(By.ID, "run-status").text, seen[-1]
+    assert ": " in page_text(browser, "#run-status"), seen[-1]
     # Live: tiles were "running" after the click, then each took its colour as its
     # result arrived, some before others.
     assert any("running" in s for s in seen)
